@@ -1,0 +1,99 @@
+"""Plain data that crosses the boundary between the HTTP layer and the engine.
+
+The API layer turns a validated request into ``SamplingParams`` plus prompt token ids and
+reads ``StepOutput`` objects back; nothing here touches torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "abort", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one sequence is sampled. ``temperature == 0`` means greedy."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k
+    min_p: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # never emitted, also when a stop string spans tokens
+    stop_token_ids: tuple[int, ...] = ()  # added to the model's EOS ids
+    ignore_eos: bool = False
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int | None = None  # None: off; k >= 0: chosen token plus top-k alternatives
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    token: str  # the token's text (may be a partial UTF-8 piece, shown with replacement chars)
+    token_bytes: bytes
+    logprob: float
+    top: tuple[tuple[int, str, bytes, float], ...] = ()  # (id, text, bytes, logprob), best first
+
+
+@dataclass
+class StepOutput:
+    """What one engine step produced for one request.
+
+    ``text`` is the new, safe-to-show text since the previous output: never a partial UTF-8
+    character, never (part of) a stop string. ``token_ids`` / ``logprobs`` are the tokens
+    sampled this step (for a stop string, the text may lag the tokens).
+    """
+
+    request_id: str
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None
+    finished: bool
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+    # engine timestamps (time.monotonic()) for metrics
+    arrival_time: float = 0.0
+    first_token_time: float | None = None
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: int
+    waiting: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_blocks_used / self.kv_blocks_total if self.kv_blocks_total else 0.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API layer needs to know about the loaded model."""
+
+    id: str
+    context_length: int  # max_model_len the engine accepts: prompt + max_tokens must fit
+    eos_token_ids: tuple[int, ...]
+    created: int = 0
+    owned_by: str = "llm-sdk"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class QueueFullError(Exception):
+    """The waiting queue is at its bound; the API answers 429 with Retry-After."""
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        super().__init__("the server is overloaded: waiting queue is full")
+        self.retry_after = retry_after
+
+
+class EngineDeadError(Exception):
+    """The engine loop failed; every pending request is failed and /health is 503."""
