@@ -6,8 +6,9 @@ reads ``StepOutput`` objects back; nothing here touches torch.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length", "abort", "error"]
 
@@ -97,3 +98,38 @@ class QueueFullError(Exception):
 
 class EngineDeadError(Exception):
     """The engine loop failed; every pending request is failed and /health is 503."""
+
+
+class Tokenizer(Protocol):
+    """The tokenizer surface the HTTP layer uses (implemented by server_ref.tokenizer)."""
+
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    ) -> str: ...
+
+
+class EngineClient(Protocol):
+    """What the HTTP layer sees of the engine. The real one is ``engine.AsyncEngine``.
+
+    ``add_request`` raises ``QueueFullError`` synchronously when the waiting queue is full and
+    ``ValueError`` for a prompt the engine can never run. The returned iterator yields outputs
+    until one has ``finished=True``; closing it early (``aclose()``, task cancellation) aborts
+    the request and frees its KV cache, as does ``abort``.
+    """
+
+    model_info: ModelInfo
+    tokenizer: Tokenizer
+
+    def is_ready(self) -> bool: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def add_request(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[StepOutput]: ...
+
+    def abort(self, request_id: str) -> None: ...
