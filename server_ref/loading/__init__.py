@@ -1,0 +1,3 @@
+"""Getting weights: the model registry (``registry``) and GGUF reading (``gguf``)."""
+
+from __future__ import annotations
