@@ -15,3 +15,11 @@ def default_gguf() -> Path:
     from server_ref.loading.registry import pull
 
     return pull(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Llama GGUF with a byte-level vocabulary and a ChatML template."""
+    from tinymodel import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")

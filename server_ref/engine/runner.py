@@ -1,0 +1,92 @@
+"""The model runner: the only place that touches the device.
+
+It owns the model and the KV cache tensors, turns a scheduled batch into flat token ids plus
+``BatchMeta`` (cache slots, attention groups, masks) and returns next-token logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from server_ref.engine.scheduler import ScheduledSeq
+from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
+
+
+def pick_device(name: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """``auto``: CUDA with bf16 when present, else CPU fp32."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        return torch.device("cuda"), torch.bfloat16
+    if name == "cpu":
+        return torch.device("cpu"), torch.float32
+    raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+class ModelRunner:
+    def __init__(self, model: Llama, num_blocks: int, block_size: int) -> None:
+        self.model = model
+        self.device = model.device
+        self.cache = KVCache.allocate(model.cfg, num_blocks, block_size, self.device, model.dtype)
+        self.block_size = block_size
+
+    def _slots(self, table: list[int], start: int, end: int) -> Tensor:
+        pos = torch.arange(start, end)
+        bt = torch.tensor(table, dtype=torch.long)
+        return bt[pos // self.block_size] * self.block_size + pos % self.block_size
+
+    @torch.inference_mode()
+    def execute(self, batch: list[ScheduledSeq], tables: list[list[int]]) -> Tensor:
+        """Run one step; return fp32 logits [M, vocab] for the entries that sample, in order."""
+        # decodes (one new token) first, as one attention group; each longer chunk on its own
+        order = sorted(range(len(batch)), key=lambda i: batch[i].num_new != 1)
+        tokens: list[int] = []
+        positions: list[Tensor] = []
+        slot_maps: list[Tensor] = []
+        groups: list[AttnGroup] = []
+        logits_rows: list[int] = []
+        ones = [i for i in order if batch[i].num_new == 1]
+        row = 0
+        if ones:
+            lens = [batch[i].seq.num_computed + 1 for i in ones]
+            width = max(lens)
+            key_slots = torch.zeros(len(ones), width, dtype=torch.long)
+            for j, i in enumerate(ones):
+                key_slots[j, : lens[j]] = self._slots(tables[i], 0, lens[j])
+            mask = torch.arange(width)[None, :] < torch.tensor(lens)[:, None]  # [S, Lk]
+            groups.append(
+                AttnGroup(slice(0, len(ones)), len(ones), 1, key_slots, mask[:, None, None, :])
+            )
+        for i in order:
+            s = batch[i]
+            start, end = s.seq.num_computed, s.seq.num_computed + s.num_new
+            tokens += s.seq.tokens_between(start, end)
+            positions.append(torch.arange(start, end))
+            all_slots = self._slots(tables[i], 0, end)
+            slot_maps.append(all_slots[start:end])
+            if s.num_new != 1:
+                q = torch.arange(start, end)[:, None]
+                k = torch.arange(end)[None, :]
+                mask = (k <= q)[None, None]  # [1, 1, Q, Lk]
+                groups.append(AttnGroup(slice(row, row + s.num_new), 1, s.num_new, all_slots[None], mask))
+            row += s.num_new
+            if s.samples:
+                logits_rows.append(row - 1)
+        dev = self.device
+        meta = BatchMeta(
+            positions=torch.cat(positions).to(dev),
+            slot_mapping=torch.cat(slot_maps).to(dev),
+            groups=[
+                AttnGroup(g.rows, g.n_seqs, g.q_len, g.key_slots.to(dev), g.mask.to(dev))
+                for g in groups
+            ],
+            logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=dev),
+        )
+        logits = self.model(torch.tensor(tokens, device=dev), self.cache, meta)
+        # logits come back in `order`; re-sort the sampling entries to the batch's own order
+        sampling_in_order = [i for i in order if batch[i].samples]
+        back = sorted(range(len(sampling_in_order)), key=lambda j: sampling_in_order[j])
+        return logits[back]

@@ -1,0 +1,89 @@
+"""Batched next-token sampling: penalties, logit bias, temperature, top-k/p, min-p, seeds.
+
+Every row has its own parameters. Greedy rows (temperature 0) take the argmax; sampled rows
+draw with their own ``torch.Generator`` when a seed was given, so the same seed and parameters
+give the same tokens whatever else shares the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from server_ref.engine.types import SamplingParams
+
+
+@dataclass
+class RowState:
+    """What the sampler needs to know about one sequence."""
+
+    params: SamplingParams
+    output_ids: list[int]
+    generator: torch.Generator | None
+
+
+@dataclass
+class SampleResult:
+    token_ids: list[int]
+    logprobs: Tensor | None  # [B, V] log-softmax of the adjusted logits, when any row asked
+
+
+def _apply_penalties_and_bias(logits: Tensor, rows: list[RowState]) -> None:
+    vocab = logits.shape[1]
+    for i, r in enumerate(rows):
+        p = r.params
+        if r.output_ids and (p.presence_penalty or p.frequency_penalty):
+            counts = torch.bincount(
+                torch.tensor(r.output_ids, device=logits.device), minlength=vocab
+            )[:vocab].to(logits.dtype)
+            logits[i] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+        if p.logit_bias:
+            ids = torch.tensor([t for t, _ in p.logit_bias], device=logits.device)
+            bias = torch.tensor([b for _, b in p.logit_bias], device=logits.device)
+            logits[i].index_add_(0, ids, bias.to(logits.dtype))
+
+
+def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
+    """Temperature, then top-k / top-p / min-p as -inf masks. logits: [B, V] -> [B, V]."""
+    temps = torch.tensor([r.params.temperature for r in rows], device=logits.device)
+    logits = logits / temps[:, None]
+    top_k = [r.params.top_k for r in rows]
+    top_p = [r.params.top_p for r in rows]
+    min_p = [r.params.min_p for r in rows]
+    if any(k > 0 for k in top_k) or any(p < 1.0 for p in top_p):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # [B, V]
+        remove = torch.zeros_like(sorted_logits, dtype=torch.bool)
+        vocab = logits.shape[1]
+        ks = torch.tensor([k if 0 < k < vocab else vocab for k in top_k], device=logits.device)
+        remove |= torch.arange(vocab, device=logits.device)[None, :] >= ks[:, None]
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass *before* it already reaches top_p (keeps at least one)
+        before = probs.cumsum(-1) - probs
+        remove |= before >= torch.tensor(top_p, device=logits.device)[:, None]
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.empty_like(logits).scatter_(1, order, sorted_logits)
+    if any(m > 0 for m in min_p):
+        probs = logits.softmax(-1)
+        floor = probs.max(-1, keepdim=True).values * torch.tensor(min_p, device=logits.device)[:, None]
+        logits = logits.masked_fill(probs < floor, float("-inf"))
+    return logits
+
+
+def sample(logits: Tensor, rows: list[RowState]) -> SampleResult:
+    """logits: [B, V] fp32 (modified in place) -> one token per row."""
+    _apply_penalties_and_bias(logits, rows)
+    want_logprobs = any(r.params.logprobs is not None for r in rows)
+    logprobs = logits.log_softmax(-1) if want_logprobs else None
+    greedy = [i for i, r in enumerate(rows) if r.params.temperature == 0.0]
+    sampled = [i for i, r in enumerate(rows) if r.params.temperature != 0.0]
+    out = [0] * len(rows)
+    if greedy:
+        for i, t in zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True):
+            out[i] = t
+    if sampled:
+        probs = _filter(logits[sampled], [rows[i] for i in sampled]).softmax(-1)
+        for j, i in enumerate(sampled):
+            out[i] = int(torch.multinomial(probs[j], 1, generator=rows[i].generator).item())
+    return SampleResult(out, logprobs)

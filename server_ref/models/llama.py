@@ -1,0 +1,281 @@
+"""A Llama-family decoder in plain PyTorch, reading weights as GGUF stores them.
+
+Reads top-down: config (``loading.gguf.ModelConfig``), RMSNorm, rotary embedding, attention,
+MLP, block, model. The KV cache is an explicit paged object (``KVCache``); which cache slots a
+step reads and writes is described by ``BatchMeta``, built by the runner. One forward pass
+serves prefill, chunked prefill and batched decode alike: the new tokens of all sequences are
+flattened into one ``[N]`` batch for the matmuls, and attention runs per ``AttnGroup``.
+
+RoPE layout: llama.cpp's converter permutes Q/K weights so that rotation pairs are adjacent
+dimensions ``(2i, 2i+1)`` (ggml's "normal" rope mode), so that is what we rotate here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from server_ref.loading.gguf import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # normalise in fp32 even when running bf16, as llama.cpp does
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight.float()).to(x.dtype)
+
+
+def rope_tables(head_dim: int, max_pos: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos/sin tables of shape [max_pos, head_dim // 2] (fp32)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(max_pos, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate adjacent pairs. x: [N, heads, D]; cos/sin: [N, D/2]."""
+    n, h, d = x.shape
+    xp = x.float().view(n, h, d // 2, 2)  # [N, H, D/2, 2]
+    x0, x1 = xp[..., 0], xp[..., 1]  # [N, H, D/2]
+    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, D/2]
+    out = torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), dim=-1)  # [N, H, D/2, 2]
+    return out.view(n, h, d).to(x.dtype)
+
+
+@dataclass
+class KVCache:
+    """Paged key/value storage shared by all sequences.
+
+    ``k``/``v``: [n_layers, num_blocks * block_size, n_kv_heads, head_dim]. A sequence owns
+    whole blocks (bookkeeping in ``engine.kv_cache``); slot ``b * block_size + i`` is position
+    ``i`` of block ``b``.
+    """
+
+    k: Tensor
+    v: Tensor
+    block_size: int
+
+    @classmethod
+    def allocate(
+        cls,
+        cfg: ModelConfig,
+        num_blocks: int,
+        block_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> KVCache:
+        shape = (cfg.n_layers, num_blocks * block_size, cfg.n_kv_heads, cfg.head_dim)
+        return cls(
+            torch.zeros(shape, device=device, dtype=dtype),
+            torch.zeros(shape, device=device, dtype=dtype),
+            block_size,
+        )
+
+    @property
+    def num_blocks(self) -> int:
+        return self.k.shape[1] // self.block_size
+
+
+@dataclass
+class AttnGroup:
+    """Sequences whose new tokens attend together: ``n_seqs`` rows of ``q_len`` queries each.
+
+    ``rows`` selects their tokens from the flat batch (sequence-major). ``key_slots`` [S, Lk]
+    names the cache slot of every key position (padded); ``mask`` [S, 1, Q, Lk] is True where a
+    query may attend.
+    """
+
+    rows: slice
+    n_seqs: int
+    q_len: int
+    key_slots: Tensor
+    mask: Tensor
+
+
+@dataclass
+class BatchMeta:
+    positions: Tensor  # [N] position of every new token
+    slot_mapping: Tensor  # [N] cache slot its key/value is written to
+    groups: list[AttnGroup]
+    logits_rows: Tensor  # [M] rows whose next-token logits are wanted
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, cache: KVCache, meta: BatchMeta
+    ) -> Tensor:
+        n = x.shape[0]
+        q = apply_rope(self.wq(x).view(n, self.n_heads, self.hd), cos, sin)  # [N, H, D]
+        k = apply_rope(self.wk(x).view(n, self.n_kv, self.hd), cos, sin)  # [N, KV, D]
+        v = self.wv(x).view(n, self.n_kv, self.hd)  # [N, KV, D]
+        kc, vc = cache.k[layer], cache.v[layer]  # [slots, KV, D]
+        kc.index_copy_(0, meta.slot_mapping, k)
+        vc.index_copy_(0, meta.slot_mapping, v)
+        out = torch.empty_like(q)  # [N, H, D]
+        for g in meta.groups:
+            s, ql = g.n_seqs, g.q_len
+            qg = q[g.rows].view(s, ql, self.n_heads, self.hd).transpose(1, 2)  # [S, H, Q, D]
+            kg = kc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
+            vg = vc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
+            og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, enable_gqa=True)
+            out[g.rows] = og.transpose(1, 2).reshape(s * ql, self.n_heads, self.hd)
+        return self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
+
+    def forward_full(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
+        b, t, _ = x.shape
+        flat = x.reshape(b * t, -1)
+        q = apply_rope(self.wq(flat).view(b * t, self.n_heads, self.hd), cos, sin)
+        k = apply_rope(self.wk(flat).view(b * t, self.n_kv, self.hd), cos, sin)
+        v = self.wv(flat).view(b * t, self.n_kv, self.hd)
+        q = q.view(b, t, self.n_heads, self.hd).transpose(1, 2)  # [B, H, T, D]
+        k = k.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
+        v = v.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return self.wo(o.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))  # [B, T, dim]
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+
+class Llama(nn.Module):
+    """The decoder. ``forward`` runs a cached step; ``forward_full`` a cache-free pass."""
+
+    def __init__(self, cfg: ModelConfig, max_positions: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        cos, sin = rope_tables(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.weight.dtype
+
+    def forward(self, tokens: Tensor, cache: KVCache, meta: BatchMeta) -> Tensor:
+        """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
+        cos, sin = self.rope_cos[meta.positions], self.rope_sin[meta.positions]  # [N, D/2]
+        h = self.embed(tokens)  # [N, dim]
+        for i, blk in enumerate(self.blocks):
+            assert isinstance(blk, Block)
+            h = h + blk.attn(blk.attn_norm(h), cos, sin, i, cache, meta)
+            h = h + blk.mlp(blk.ffn_norm(h))
+        h = self.norm(h[meta.logits_rows])  # [M, dim]
+        return self.lm_head(h).float()  # [M, vocab]
+
+    def forward_full(self, tokens: Tensor) -> Tensor:
+        """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
+        b, t = tokens.shape
+        pos = torch.arange(t, device=tokens.device).repeat(b)  # [B*T]
+        cos, sin = self.rope_cos[pos], self.rope_sin[pos]
+        h = self.embed(tokens)  # [B, T, dim]
+        for blk in self.blocks:
+            assert isinstance(blk, Block)
+            h = h + blk.attn.forward_full(blk.attn_norm(h), cos, sin)
+            h = h + blk.mlp(blk.ffn_norm(h))
+        return self.lm_head(self.norm(h)).float()
+
+
+# GGUF tensor name -> our parameter name, per block and global
+_BLOCK_NAMES = {
+    "attn_norm.weight": "attn_norm.weight",
+    "attn_q.weight": "attn.wq.weight",
+    "attn_k.weight": "attn.wk.weight",
+    "attn_v.weight": "attn.wv.weight",
+    "attn_output.weight": "attn.wo.weight",
+    "ffn_norm.weight": "ffn_norm.weight",
+    "ffn_gate.weight": "mlp.gate.weight",
+    "ffn_up.weight": "mlp.up.weight",
+    "ffn_down.weight": "mlp.down.weight",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "embed.weight",
+    "output_norm.weight": "norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+
+def gguf_to_state_dict(cfg: ModelConfig, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename GGUF tensors to this module's parameter names (shapes already match)."""
+    sd: dict[str, Tensor] = {}
+    for name, t in tensors.items():
+        if name in _GLOBAL_NAMES:
+            sd[_GLOBAL_NAMES[name]] = t
+        elif name.startswith("blk."):
+            _, idx, rest = name.split(".", 2)
+            if rest in _BLOCK_NAMES:
+                sd[f"blocks.{idx}.{_BLOCK_NAMES[rest]}"] = t
+    if cfg.tie_embeddings:
+        sd["lm_head.weight"] = sd["embed.weight"]
+    return sd
+
+
+def build_model(
+    cfg: ModelConfig,
+    tensors: dict[str, Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+    max_positions: int | None = None,
+) -> Llama:
+    """Instantiate on the meta device, then load the GGUF weights (no double allocation)."""
+    with torch.device("meta"):
+        model = Llama(cfg, max_positions)
+    sd = gguf_to_state_dict(cfg, tensors)
+    expected = set(model.state_dict().keys())
+    missing = expected - sd.keys()
+    if missing:
+        raise ValueError(f"GGUF file lacks weights for: {', '.join(sorted(missing)[:5])}")
+    model.load_state_dict({k: sd[k] for k in expected}, assign=True, strict=True)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed.weight
+    cos, sin = rope_tables(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
+    model.rope_cos, model.rope_sin = cos, sin
+    model.to(device=device, dtype=dtype)
+    model.rope_cos, model.rope_sin = cos.to(device), sin.to(device)  # keep rope tables fp32
+    return model.eval().requires_grad_(False)
