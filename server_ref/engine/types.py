@@ -86,6 +86,7 @@ class ModelInfo:
     created: int = 0
     owned_by: str = "llm-sdk"
     extra: dict[str, object] = field(default_factory=dict)
+    vocab_size: int = 0  # 0: unknown; else the API rejects token ids >= vocab_size with a 400
 
 
 class QueueFullError(Exception):
