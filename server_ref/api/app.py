@@ -1,0 +1,80 @@
+"""``create_app``: the FastAPI application around an engine.
+
+Request path, outermost first::
+
+    RequestContextMiddleware   x-request-id, access log line, last-resort 500
+    APIKeyMiddleware           401 unless the Bearer key matches (only with api_key)
+    BodyLimitMiddleware        413 above max_body_bytes (Content-Length and streamed bytes)
+    FastAPI router             routes_*; errors.* handlers give OpenAI-shaped 4xx/5xx
+    static web page            at /, when server_ref/api/static/index.html exists
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from server_ref.api import routes_chat, routes_completions, routes_misc
+from server_ref.api.auth import APIKeyMiddleware
+from server_ref.api.errors import install_error_handlers
+from server_ref.api.metrics import Metrics
+from server_ref.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from server_ref.api.openapi import install_openapi
+from server_ref.api.state import ServerState
+from server_ref.engine.types import EngineClient
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(
+    engine: EngineClient,
+    *,
+    api_key: str | None = None,
+    served_model_name: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    retry_after: float = 1.0,
+    enable_web: bool = True,
+    web_dir: Path | None = None,
+) -> FastAPI:
+    """The OpenAI-compatible HTTP app serving ``engine``.
+
+    ``served_model_name`` defaults to the engine's model id; requests may name either.
+    ``retry_after`` is the least ``Retry-After`` (seconds) sent with a 429. The web page is
+    mounted at ``/`` when ``enable_web`` and ``web_dir`` (default: the package's ``static/``)
+    holds an ``index.html``.
+
+    >>> app = create_app(engine, api_key="sk-local")  # doctest: +SKIP
+    >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
+    """
+    name = served_model_name or engine.model_info.id
+    app = FastAPI(
+        title="server_ref",
+        description="OpenAI-compatible reference server of llm-sdk.",
+        version="0.1.0",
+    )
+    app.state.server = ServerState(
+        engine=engine,
+        metrics=Metrics(engine.stats, name),
+        served_model_name=name,
+        retry_after=retry_after,
+    )
+    install_error_handlers(app)
+    app.include_router(routes_misc.router)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_completions.router)
+    install_openapi(app)
+
+    static = web_dir if web_dir is not None else STATIC_DIR
+    if enable_web and (static / "index.html").is_file():
+        # Mounted last: it answers only paths no API route claimed.
+        app.mount("/", StaticFiles(directory=static, html=True), name="web")
+
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    if api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=api_key)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,196 @@
+"""``POST /v1/chat/completions``: messages -> chat template -> engine -> OpenAI's shapes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from sdk.types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionTokenLogprob,
+    ChatMessage,
+    Choice,
+    ChoiceDelta,
+    ChoiceLogprobs,
+    ChunkChoice,
+    CompletionUsage,
+    TopLogprob,
+)
+from server_ref.api.errors import BadRequestError
+from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
+from server_ref.api.openapi import request_body
+from server_ref.api.protocol import ServerChatCompletionRequest, parse_body, reject_unsupported
+from server_ref.api.sampling import base_params, per_choice, resolve_max_tokens
+from server_ref.api.sse import SSEResponse, encode_event
+from server_ref.api.state import get_state, new_id, unix_now
+from server_ref.api.streaming import stream_events
+from server_ref.engine.types import Tokenizer, TokenLogprob
+
+router = APIRouter(tags=["openai"])
+
+LOGPROB_FLOOR = -9999.0  # -inf is not JSON; vLLM uses the same floor
+
+
+def message_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as the chat template expects them: text parts joined, ``None`` -> ``""``."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.content is None:
+            content = ""
+        elif isinstance(m.content, str):
+            content = m.content
+        else:
+            content = "\n".join(part.text for part in m.content)
+        message: dict[str, Any] = {"role": m.role, "content": content}
+        if m.name is not None:
+            message["name"] = m.name
+        out.append(message)
+    return out
+
+
+def render_chat(
+    tokenizer: Tokenizer, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+) -> list[int]:
+    """Chat template, then tokens (special-token text in the template is parsed as such)."""
+    try:
+        text = tokenizer.apply_chat_template(
+            message_dicts(messages), add_generation_prompt=add_generation_prompt
+        )
+    except (ValueError, jinja2.TemplateError) as exc:
+        # The template refused these messages (e.g. roles that do not alternate).
+        raise BadRequestError(f"Chat template error: {exc}", param="messages") from None
+    return tokenizer.encode(text, allow_special=True)
+
+
+def clamp_logprob(value: float) -> float:
+    return LOGPROB_FLOOR if math.isnan(value) else max(value, LOGPROB_FLOOR)
+
+
+def chat_logprobs(logprobs: Sequence[TokenLogprob], top: int) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        content=[
+            ChatCompletionTokenLogprob(
+                token=lp.token,
+                logprob=clamp_logprob(lp.logprob),
+                bytes=list(lp.token_bytes),
+                top_logprobs=[
+                    TopLogprob(token=text, logprob=clamp_logprob(value), bytes=list(raw))
+                    for _, text, raw, value in lp.top[:top]
+                ],
+            )
+            for lp in logprobs
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ChatStream:
+    """Chunk writer for chat streams (see ``streaming.ChunkWriter``)."""
+
+    id: str
+    created: int
+    model: str
+    include_usage: bool
+    top_logprobs: int | None  # None: logprobs off
+
+    def _event(self, choices: list[ChunkChoice], usage: CompletionUsage | None = None) -> bytes:
+        chunk = ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+        data: dict[str, Any] = chunk.model_dump(mode="json")
+        for choice, raw in zip(chunk.choices, data["choices"], strict=True):
+            # OpenAI sends only the delta fields that are set ({"content": "Hi"}, {}).
+            raw["delta"] = choice.delta.model_dump(mode="json", exclude_none=True)
+        if not self.include_usage:
+            del data["usage"]  # "usage": null appears only when include_usage is set
+        return encode_event(data)
+
+    def _logprobs(self, logprobs: list[TokenLogprob]) -> ChoiceLogprobs | None:
+        if self.top_logprobs is None or not logprobs:
+            return None
+        return chat_logprobs(logprobs, self.top_logprobs)
+
+    def start(self, choice: ChoiceState) -> bytes:
+        delta = ChoiceDelta(role="assistant", content="")
+        return self._event([ChunkChoice(index=choice.index, delta=delta)])
+
+    def delta(self, choice: ChoiceState, text: str, logprobs: list[TokenLogprob]) -> bytes:
+        chunk_choice = ChunkChoice(
+            index=choice.index, delta=ChoiceDelta(content=text), logprobs=self._logprobs(logprobs)
+        )
+        return self._event([chunk_choice])
+
+    def finish(self, choice: ChoiceState, logprobs: list[TokenLogprob]) -> bytes:
+        chunk_choice = ChunkChoice(
+            index=choice.index,
+            delta=ChoiceDelta(),
+            finish_reason=choice.finish_reason,
+            logprobs=self._logprobs(logprobs),
+        )
+        return self._event([chunk_choice])
+
+    def usage(self, usage: CompletionUsage) -> bytes | None:
+        return self._event([], usage) if self.include_usage else None
+
+
+def chat_completion(
+    gen: Generation, *, id: str, created: int, model: str, top_logprobs: int | None
+) -> dict[str, Any]:
+    choices = [
+        Choice(
+            index=c.index,
+            message=ChatCompletionMessage(role="assistant", content="".join(c.text)),
+            finish_reason=c.finish_reason,
+            logprobs=None if top_logprobs is None else chat_logprobs(c.logprobs, top_logprobs),
+        )
+        for c in gen.choices
+    ]
+    body = ChatCompletion(id=id, created=created, model=model, choices=choices, usage=gen.usage())
+    return body.model_dump(mode="json")
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="Create a chat completion (streams SSE when stream=true)",
+    openapi_extra=request_body(ServerChatCompletionRequest),
+    response_model=None,
+    responses={200: {"model": ChatCompletion}},
+)
+async def create_chat_completion(request: Request) -> Response:
+    state = get_state(request)
+    req = await parse_body(request, ServerChatCompletionRequest)
+    state.check_model(req.model)
+    reject_unsupported(req)
+    if req.top_logprobs is not None and not req.logprobs:
+        raise BadRequestError("top_logprobs requires logprobs to be true.", param="top_logprobs")
+    engine = state.engine
+    prompt_ids = render_chat(engine.tokenizer, req.messages)
+    # max_completion_tokens is OpenAI's newer name; max_tokens the deprecated one.
+    requested = req.max_completion_tokens or req.max_tokens
+    max_tokens = resolve_max_tokens(requested, len(prompt_ids), engine.model_info)
+    top_logprobs = (req.top_logprobs or 0) if req.logprobs else None
+    params = per_choice(base_params(req, logprobs=top_logprobs), max_tokens, req.n or 1)
+    specs = [ChoiceSpec(i, prompt_ids, p) for i, p in enumerate(params)]
+    id, created = new_id("chatcmpl"), unix_now()
+    gen = Generation(engine, state.metrics, id, specs, retry_after=state.retry_after)
+    gen.submit()
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        writer = ChatStream(id, created, state.served_model_name, include_usage, top_logprobs)
+        return SSEResponse(stream_events(gen, writer), on_close=gen.close)
+    try:
+        await until_disconnect(request, gen.drain())
+    finally:
+        await gen.close()
+    body = chat_completion(
+        gen, id=id, created=created, model=state.served_model_name, top_logprobs=top_logprobs
+    )
+    return JSONResponse(body)

@@ -1,0 +1,103 @@
+"""Models, tokenization, health and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
+from server_ref.api.errors import BadRequestError, ServiceUnavailableError
+from server_ref.api.metrics import CONTENT_TYPE
+from server_ref.api.openapi import request_body
+from server_ref.api.protocol import ServerDetokenizeRequest, ServerTokenizeRequest, parse_body
+from server_ref.api.routes_chat import render_chat
+from server_ref.api.state import ServerState, get_state
+
+router = APIRouter()
+
+
+def _model_card(state: ServerState) -> Model:
+    info = state.engine.model_info
+    return Model(
+        id=state.served_model_name,
+        created=info.created,
+        owned_by=info.owned_by,
+        max_model_len=info.context_length,
+    )
+
+
+@router.get("/v1/models", tags=["openai"], response_model=ModelList)
+async def list_models(request: Request) -> JSONResponse:
+    body = ModelList(data=[_model_card(get_state(request))])
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+@router.get("/v1/models/{model_id:path}", tags=["openai"], response_model=Model)
+async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
+    state = get_state(request)
+    state.check_model(model_id)
+    return JSONResponse(_model_card(state).model_dump(mode="json"))
+
+
+@router.post(
+    "/tokenize",
+    tags=["extensions"],
+    summary="Token ids of a prompt, or of chat messages rendered with the chat template",
+    openapi_extra=request_body(ServerTokenizeRequest),
+    response_model=None,
+    responses={200: {"model": TokenizeResponse}},
+)
+async def tokenize(request: Request) -> JSONResponse:
+    state = get_state(request)
+    req = await parse_body(request, ServerTokenizeRequest)
+    state.check_model(req.model)
+    tokenizer = state.engine.tokenizer
+    if req.messages is not None:
+        add_generation_prompt = (
+            True if req.add_generation_prompt is None else req.add_generation_prompt
+        )
+        if not req.messages:
+            raise BadRequestError("messages must not be empty.", param="messages")
+        tokens = render_chat(tokenizer, req.messages, add_generation_prompt=add_generation_prompt)
+    else:
+        # Our tokenizer adds no BOS, so the nearest meaning of add_special_tokens is whether
+        # special-token text in the prompt is parsed as special tokens (the default, as in
+        # the completion endpoint).
+        allow_special = True if req.add_special_tokens is None else req.add_special_tokens
+        tokens = tokenizer.encode(req.prompt or "", allow_special=allow_special)
+    body = TokenizeResponse(
+        tokens=tokens, count=len(tokens), max_model_len=state.engine.model_info.context_length
+    )
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True))
+
+
+@router.post(
+    "/detokenize",
+    tags=["extensions"],
+    summary="Text of a list of token ids",
+    openapi_extra=request_body(ServerDetokenizeRequest),
+    response_model=None,
+    responses={200: {"model": DetokenizeResponse}},
+)
+async def detokenize(request: Request) -> JSONResponse:
+    state = get_state(request)
+    req = await parse_body(request, ServerDetokenizeRequest)
+    state.check_model(req.model)
+    state.check_token_ids(req.tokens, param="tokens")
+    try:
+        text = state.engine.tokenizer.decode(req.tokens)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise BadRequestError(f"tokens: {exc}", param="tokens") from None
+    return JSONResponse(DetokenizeResponse(prompt=text).model_dump(mode="json"))
+
+
+@router.get("/health", tags=["ops"], summary="200 when the model is loaded and the engine runs")
+async def health(request: Request) -> JSONResponse:
+    if not get_state(request).engine.is_ready():
+        raise ServiceUnavailableError("The model is loading or the engine is not running.")
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE)
