@@ -24,11 +24,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NoReturn, TextIO
+from typing import Any, ClassVar, NoReturn, TextIO
 
 from server_ref.loading import registry
 
@@ -98,11 +99,154 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- generate ------------------------------------------------------------------------------------
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=registry.DEFAULT_MODEL,
+        help="a known model name (pulled on first use) or a path to a .gguf file",
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-num-seqs", type=int, default=32, help="cap on running sequences")
+    parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")
+    parser.add_argument("--max-model-len", type=int, default=None, help="cap on context length")
+
+
+def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
+    from server_ref.engine.engine import EngineConfig, LLMEngine
+
+    for name in ("max_num_seqs", "kv_cache_mib", "max_model_len", "max_queue"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+        path = registry.resolve_model(args.model, progress=progress)
+    config = EngineConfig(
+        device=args.device,
+        max_num_seqs=args.max_num_seqs,
+        max_queue=max_queue,
+        kv_cache_mib=args.kv_cache_mib,
+        max_model_len=args.max_model_len,
+    )
+    model_id = args.model if args.model in registry.MODELS else path.stem
+    return LLMEngine.from_gguf(str(path), config, model_id=model_id)
+
+
+def _add_generate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="the user message (or raw text with --raw)")
+    _add_engine_options(parser)
+    parser.add_argument("--system", default=None, help="a system message")
+    parser.add_argument("--raw", action="store_true", help="no chat template: continue the text")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from server_ref.engine.types import SamplingParams
+
+    if args.max_tokens <= 0:
+        raise UsageError("--max-tokens must be positive")
+    if not 0.0 <= args.temperature <= 2.0 or not 0.0 < args.top_p <= 1.0 or args.top_k < 0:
+        raise UsageError("need 0 <= --temperature <= 2, 0 < --top-p <= 1, --top-k >= 0")
+    engine = _load_engine(args)
+    tok = engine.tokenizer
+    if args.raw:
+        text = args.prompt
+    else:
+        messages = [{"role": "system", "content": args.system}] if args.system else []
+        text = tok.apply_chat_template([*messages, {"role": "user", "content": args.prompt}])
+    ids = tok.encode(text, allow_special=not args.raw)
+    room = engine.model_info.context_length - len(ids)
+    params = SamplingParams(
+        max_tokens=min(args.max_tokens, room) if room > 0 else args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    engine.add_request("cli", ids, params)
+    while engine.has_work():
+        for out in engine.step():
+            sys.stdout.write(out.text)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    _add_engine_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LLM_SERVER_API_KEY"),
+        help="require this Bearer key (env LLM_SERVER_API_KEY)",
+    )
+    parser.add_argument("--max-queue", type=int, default=256, help="bound of the waiting queue")
+    parser.add_argument("--served-model-name", default=None)
+    parser.add_argument("--no-web", action="store_true", help="do not serve the chat page at /")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from server_ref.api.app import create_app
+    from server_ref.engine.engine import AsyncEngine
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be in 0..65535")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    engine = AsyncEngine(_load_engine(args, max_queue=args.max_queue))
+    engine.start()
+    app = create_app(
+        engine,
+        api_key=args.api_key,
+        served_model_name=args.served_model_name,
+        enable_web=not args.no_web,
+    )
+    info = engine.model_info
+    print(
+        f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')}, "
+        f"context {info.context_length}) on http://{args.host}:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,  # server_ref.access logs one line per request itself
+            timeout_graceful_shutdown=3,
+        )
+    finally:
+        engine.shutdown()
+    return 0
+
+
 # -- registration --------------------------------------------------------------------------------
 
 COMMANDS: list[Command] = [
     Command("pull", "download a model into the local cache, print its path", _add_pull, _run_pull),
     Command("models", "list known models and whether they are cached", _add_models, _run_models),
+    Command("serve", "run the OpenAI-compatible HTTP server", _add_serve, _run_serve),
+    Command(
+        "generate", "answer one prompt on the command line (streams)", _add_generate, _run_generate
+    ),
 ]
 
 

@@ -71,7 +71,9 @@ class ModelRunner:
                 q = torch.arange(start, end)[:, None]
                 k = torch.arange(end)[None, :]
                 mask = (k <= q)[None, None]  # [1, 1, Q, Lk]
-                groups.append(AttnGroup(slice(row, row + s.num_new), 1, s.num_new, all_slots[None], mask))
+                groups.append(
+                    AttnGroup(slice(row, row + s.num_new), 1, s.num_new, all_slots[None], mask)
+                )
             row += s.num_new
             if s.samples:
                 logits_rows.append(row - 1)
@@ -89,4 +91,5 @@ class ModelRunner:
         # logits come back in `order`; re-sort the sampling entries to the batch's own order
         sampling_in_order = [i for i in order if batch[i].samples]
         back = sorted(range(len(sampling_in_order)), key=lambda j: sampling_in_order[j])
-        return logits[back]
+        out: Tensor = logits[back]
+        return out

@@ -122,8 +122,11 @@ class EngineClient(Protocol):
     the request and frees its KV cache, as does ``abort``.
     """
 
-    model_info: ModelInfo
-    tokenizer: Tokenizer
+    @property
+    def model_info(self) -> ModelInfo: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
 
     def is_ready(self) -> bool: ...
 

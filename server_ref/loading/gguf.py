@@ -129,7 +129,8 @@ def read_config(reader: gguf.GGUFReader) -> ModelConfig:
     arch = architecture(reader)
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedArchitectureError(
-            f"unsupported model architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            f"unsupported model architecture {arch!r}; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
 
     def need(key: str) -> Any:

@@ -136,7 +136,8 @@ class Attention(nn.Module):
             vg = vc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
             og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, enable_gqa=True)
             out[g.rows] = og.transpose(1, 2).reshape(s * ql, self.n_heads, self.hd)
-        return self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
+        y: Tensor = self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
+        return y
 
     def forward_full(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
@@ -149,7 +150,8 @@ class Attention(nn.Module):
         k = k.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
         v = v.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        return self.wo(o.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))  # [B, T, dim]
+        y: Tensor = self.wo(o.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))  # [B, T, dim]
+        return y
 
 
 class MLP(nn.Module):
@@ -162,7 +164,8 @@ class MLP(nn.Module):
         self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        y: Tensor = self.down(F.silu(self.gate(x)) * self.up(x))
+        return y
 
 
 class Block(nn.Module):
@@ -176,6 +179,9 @@ class Block(nn.Module):
 
 class Llama(nn.Module):
     """The decoder. ``forward`` runs a cached step; ``forward_full`` a cache-free pass."""
+
+    rope_cos: Tensor  # [max_pos, head_dim / 2] fp32 buffers
+    rope_sin: Tensor
 
     def __init__(self, cfg: ModelConfig, max_positions: int | None = None) -> None:
         super().__init__()
@@ -207,7 +213,8 @@ class Llama(nn.Module):
             h = h + blk.attn(blk.attn_norm(h), cos, sin, i, cache, meta)
             h = h + blk.mlp(blk.ffn_norm(h))
         h = self.norm(h[meta.logits_rows])  # [M, dim]
-        return self.lm_head(h).float()  # [M, vocab]
+        logits: Tensor = self.lm_head(h)
+        return logits.float()  # [M, vocab]
 
     def forward_full(self, tokens: Tensor) -> Tensor:
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
@@ -219,7 +226,8 @@ class Llama(nn.Module):
             assert isinstance(blk, Block)
             h = h + blk.attn.forward_full(blk.attn_norm(h), cos, sin)
             h = h + blk.mlp(blk.ffn_norm(h))
-        return self.lm_head(self.norm(h)).float()
+        logits: Tensor = self.lm_head(self.norm(h))
+        return logits.float()
 
 
 # GGUF tensor name -> our parameter name, per block and global

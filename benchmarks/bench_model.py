@@ -1,0 +1,128 @@
+"""Decode throughput of the reference model, next to the memory-bandwidth bound.
+
+Prints single-stream decode tokens/s, batched decode tokens/s at batch 8 and 32, and the
+bound: (bytes of weights one decode step reads) / (measured read bandwidth). Decode of a
+small model at batch 1 is bandwidth-bound, so the bound says how close the runner gets.
+
+    python benchmarks/bench_model.py [--model NAME|PATH] [--device auto|cpu|cuda] [--steps 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from server_ref.engine.kv_cache import BlockManager
+from server_ref.engine.runner import ModelRunner, pick_device
+from server_ref.engine.scheduler import Scheduler
+from server_ref.engine.sequence import Sequence
+from server_ref.engine.types import SamplingParams
+from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.registry import resolve_model
+from server_ref.models.llama import Llama, build_model
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def read_bandwidth(device: torch.device, dtype: torch.dtype, mib: int = 1024) -> float:
+    """Bytes/s of a streaming read (a sum over a buffer far larger than the caches)."""
+    x = torch.ones(mib << 20 // dtype.itemsize, dtype=dtype, device=device)
+    x.sum()
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        x.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * dtype.itemsize / best
+
+
+def weight_bytes_per_token(model: Llama) -> int:
+    """Every weight is read once per decode step, except the embedding (one row)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    if not model.cfg.tie_embeddings:
+        total -= model.embed.weight.numel() * model.embed.weight.element_size()
+    return total
+
+
+def decode_tps(model: Llama, batch: int, prompt_len: int, steps: int) -> float:
+    blocks = BlockManager(num_blocks=batch * ((prompt_len + steps) // 16 + 2), block_size=16)
+    sched = Scheduler(
+        blocks, max_num_seqs=batch, max_queue=batch, max_batched_tokens=batch * prompt_len
+    )
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
+    g = torch.Generator().manual_seed(0)
+    seqs = []
+    for i in range(batch):
+        ids = torch.randint(0, model.cfg.vocab_size, (prompt_len,), generator=g).tolist()
+        seqs.append(Sequence(f"b{i}", ids, SamplingParams(max_tokens=steps), frozenset()))
+        sched.add(seqs[-1])
+
+    def step() -> None:
+        b = sched.schedule()
+        logits = runner.execute(b, [blocks.table(x.seq.request_id) for x in b])
+        sampled = [x.seq for x in b if x.samples]
+        for x in b:
+            x.seq.num_computed += x.num_new
+        for seq, tok in zip(sampled, logits.argmax(-1).tolist(), strict=True):
+            seq.output_ids.append(tok)
+
+    step()  # prefill (and warm-up)
+    step()
+    sync(runner.device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(runner.device)
+    return batch * steps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--batches", default="1,8,32")
+    args = ap.parse_args()
+    device, dtype = pick_device(args.device)
+    reader = open_gguf(resolve_model(args.model))
+    cfg = read_config(reader)
+    model = build_model(cfg, load_tensors(reader), device, dtype, max_positions=4096)
+    name = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"model {cfg.name}  device {device} ({name}, "
+        f"{torch.get_num_threads()} threads)  dtype {dtype}"
+    )
+    results = [
+        (b, decode_tps(model, b, args.prompt_len, args.steps))
+        for b in (int(x) for x in args.batches.split(","))
+    ]
+    wb = weight_bytes_per_token(model)
+    bw = read_bandwidth(device, dtype)  # after decoding: its 1 GiB buffer must not disturb it
+    bound = bw / wb
+    print(
+        f"weights read per decode step: {wb / 1e6:.1f} MB; "
+        f"measured read bandwidth {bw / 1e9:.1f} GB/s"
+    )
+    print(f"bandwidth bound at batch 1: {bound:.1f} tokens/s")
+    for b, tps in results:
+        print(
+            f"batch {b:3d}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
+            f"{tps / bound:5.2f}x the batch-1 bound)"
+        )
+
+
+if __name__ == "__main__":
+    main()

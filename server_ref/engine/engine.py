@@ -1,0 +1,422 @@
+"""The engine loop: schedule -> run -> postprocess.
+
+``LLMEngine`` is synchronous and single-threaded: ``step()`` advances every scheduled sequence
+by one forward pass and returns what each request produced. ``generate()`` drives it to the end
+for offline use (the CLI). ``AsyncEngine`` runs the same loop in one background thread and
+talks to asyncio callers through queues; it is what the HTTP layer uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from server_ref.engine.kv_cache import BlockManager
+from server_ref.engine.runner import ModelRunner, pick_device
+from server_ref.engine.sampler import RowState, sample
+from server_ref.engine.scheduler import Scheduler
+from server_ref.engine.sequence import Sequence
+from server_ref.engine.types import (
+    EngineDeadError,
+    EngineStats,
+    ModelInfo,
+    QueueFullError,
+    SamplingParams,
+    StepOutput,
+    Tokenizer,
+    TokenLogprob,
+)
+
+log = logging.getLogger("server_ref.engine")
+
+# End-of-generation tokens llama.cpp also treats as EOG when a vocabulary has them.
+_EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>")
+
+
+class EngineTokenizer(Tokenizer, Protocol):
+    """The HTTP layer's tokenizer surface plus what postprocessing needs."""
+
+    @property
+    def eos_token_id(self) -> int | None: ...
+
+    @property
+    def special_tokens(self) -> dict[str, int]: ...
+
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    max_num_seqs: int = 32
+    max_queue: int = 256
+    max_batched_tokens: int = 512  # per step; also the prefill chunk size
+    block_size: int = 16
+    kv_cache_mib: int | None = None  # default: 512 MiB on CPU, 8 GiB on CUDA
+    max_model_len: int | None = None  # default: the model's context length, capped by the cache
+
+
+class LLMEngine:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: EngineTokenizer,
+        scheduler: Scheduler,
+        model_info: ModelInfo,
+    ) -> None:
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.model_info = model_info
+        self._seqs: dict[str, Sequence] = {}
+        self._generators: dict[str, torch.Generator] = {}
+        self._eos = frozenset(model_info.eos_token_ids)
+
+    @classmethod
+    def from_gguf(
+        cls, path: str, config: EngineConfig | None = None, model_id: str = ""
+    ) -> LLMEngine:
+        """Load a GGUF file and build the whole engine.
+
+        >>> engine = LLMEngine.from_gguf("model.gguf")  # doctest: +SKIP
+        """
+        from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+        from server_ref.models.llama import build_model
+        from server_ref.tokenizer import load_gguf_tokenizer
+
+        config = config or EngineConfig()
+        device, dtype = pick_device(config.device)
+        reader = open_gguf(path)
+        cfg = read_config(reader)
+        tokenizer = load_gguf_tokenizer(reader)
+        mib = config.kv_cache_mib or (512 if device.type == "cpu" else 8192)
+        per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * dtype.itemsize
+        num_blocks = max(1, (mib << 20) // (per_token * config.block_size))
+        capacity = num_blocks * config.block_size
+        max_len = min(config.max_model_len or cfg.context_length, cfg.context_length, capacity)
+        model = build_model(cfg, load_tensors(reader), device, dtype, max_positions=max_len)
+        eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        eos |= {tokenizer.special_tokens[n] for n in _EOG_NAMES if n in tokenizer.special_tokens}
+        info = ModelInfo(
+            id=model_id or cfg.name,
+            context_length=max_len,
+            eos_token_ids=tuple(sorted(eos)),
+            created=int(time.time()),
+            extra={"device": str(device), "dtype": str(dtype).removeprefix("torch.")},
+            vocab_size=cfg.vocab_size,
+        )
+        blocks = BlockManager(num_blocks, config.block_size)
+        scheduler = Scheduler(
+            blocks,
+            max_num_seqs=config.max_num_seqs,
+            max_queue=config.max_queue,
+            max_batched_tokens=config.max_batched_tokens,
+        )
+        return cls(ModelRunner(model, num_blocks, config.block_size), tokenizer, scheduler, info)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Queue a request. Raises ValueError for one that can never run, QueueFullError."""
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        if request_id in self._seqs:
+            raise ValueError(f"duplicate request id {request_id!r}")
+        limit = self.model_info.context_length
+        if len(prompt_ids) + params.max_tokens > limit:
+            raise ValueError(
+                f"prompt ({len(prompt_ids)} tokens) plus max_tokens ({params.max_tokens}) "
+                f"exceeds the context length ({limit})"
+            )
+        vocab = self.runner.model.cfg.vocab_size
+        if any(not 0 <= t < vocab for t in prompt_ids):
+            raise ValueError(f"prompt token ids must be in [0, {vocab})")
+        seq = Sequence(request_id, list(prompt_ids), params, self._eos)
+        self.scheduler.add(seq)
+        self._seqs[request_id] = seq
+        if params.seed is not None:
+            g = torch.Generator(device=self.runner.device)
+            g.manual_seed(params.seed)
+            self._generators[request_id] = g
+
+    def abort(self, request_id: str) -> StepOutput | None:
+        seq = self._seqs.get(request_id)
+        if seq is None:
+            return None
+        seq.finish_reason = "abort"
+        self._release(seq)
+        return self._output(seq, [], None, finished=True)
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def stats(self) -> EngineStats:
+        b = self.scheduler.blocks
+        return EngineStats(
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+            kv_blocks_used=b.num_used,
+            kv_blocks_total=b.num_blocks,
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def step(self) -> list[StepOutput]:
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        tables = [self.scheduler.blocks.table(s.seq.request_id) for s in batch]
+        logits = self.runner.execute(batch, tables)
+        for s in batch:
+            s.seq.num_computed += s.num_new
+        sampling = [s.seq for s in batch if s.samples]
+        rows = [
+            RowState(q.params, q.output_ids, self._generators.get(q.request_id)) for q in sampling
+        ]
+        result = sample(logits, rows)
+        outputs = []
+        for j, seq in enumerate(sampling):
+            lp = None
+            if seq.params.logprobs is not None and result.logprobs is not None:
+                lp = [self._logprob(result.logprobs[j], result.token_ids[j], seq.params.logprobs)]
+            outputs.append(self._postprocess(seq, result.token_ids[j], lp))
+        return outputs
+
+    def _postprocess(self, seq: Sequence, token: int, lp: list[TokenLogprob] | None) -> StepOutput:
+        now = time.monotonic()
+        if seq.first_token_time is None:
+            seq.first_token_time = now
+        seq.output_ids.append(token)
+        text = ""
+        if token in seq.stop_ids():
+            seq.finish_reason = "stop"
+            text = seq.detok.flush()
+        else:
+            text = seq.detok.add(self.tokenizer.token_bytes(token))
+            if seq.detok.stopped:
+                seq.finish_reason = "stop"
+            elif (
+                len(seq.output_ids) >= seq.params.max_tokens
+                or seq.num_tokens >= self.model_info.context_length
+            ):
+                seq.finish_reason = "length"
+                text += seq.detok.flush()
+        finished = seq.finish_reason is not None
+        if finished:
+            self._release(seq)
+        return self._output(seq, [token], lp, finished=finished, text=text)
+
+    def _logprob(self, row: torch.Tensor, token: int, k: int) -> TokenLogprob:
+        def piece(t: int) -> tuple[str, bytes]:
+            b = self.tokenizer.token_bytes(t)
+            return b.decode("utf-8", errors="replace"), b
+
+        top: tuple[tuple[int, str, bytes, float], ...] = ()
+        if k > 0:
+            vals, ids = row.topk(k)
+            top = tuple((i, *piece(i), v) for i, v in zip(ids.tolist(), vals.tolist(), strict=True))
+        text, raw = piece(token)
+        return TokenLogprob(token, text, raw, float(row[token]), top)
+
+    def _release(self, seq: Sequence) -> None:
+        self.scheduler.finish(seq)
+        self._seqs.pop(seq.request_id, None)
+        self._generators.pop(seq.request_id, None)
+
+    def _output(
+        self,
+        seq: Sequence,
+        ids: list[int],
+        lp: list[TokenLogprob] | None,
+        *,
+        finished: bool,
+        text: str = "",
+    ) -> StepOutput:
+        return StepOutput(
+            request_id=seq.request_id,
+            text=text,
+            token_ids=ids,
+            logprobs=lp,
+            finished=finished,
+            finish_reason=seq.finish_reason,
+            prompt_tokens=len(seq.prompt_ids),
+            completion_tokens=len(seq.output_ids),
+            arrival_time=seq.arrival_time,
+            first_token_time=seq.first_token_time,
+        )
+
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams
+    ) -> list[tuple[str, list[int], str]]:
+        """Run prompts to completion offline: ``[(text, token_ids, finish_reason), ...]``.
+
+        >>> greedy = SamplingParams(max_tokens=8, temperature=0)
+        >>> engine.generate([[1, 2, 3]], greedy)  # doctest: +SKIP
+        """
+        texts = {f"gen-{i}": "" for i in range(len(prompts))}
+        ids: dict[str, list[int]] = {k: [] for k in texts}
+        reasons: dict[str, str] = {}
+        for i, p in enumerate(prompts):
+            self.add_request(f"gen-{i}", p, params)
+        while self.has_work():
+            for out in self.step():
+                texts[out.request_id] += out.text
+                ids[out.request_id] += out.token_ids
+                if out.finished:
+                    reasons[out.request_id] = out.finish_reason or "stop"
+        return [(texts[k], ids[k], reasons[k]) for k in texts]
+
+
+class AsyncEngine:
+    """Runs ``LLMEngine`` in a background thread; asyncio callers stream its outputs.
+
+    Implements ``server_ref.engine.types.EngineClient``.
+    """
+
+    def __init__(self, engine: LLMEngine) -> None:
+        self.engine = engine
+        self.model_info = engine.model_info
+        self.tokenizer = engine.tokenizer
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._new: list[tuple[str, list[int], SamplingParams]] = []
+        self._aborts: set[str] = set()
+        self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue[StepOutput]]] = {}
+        self._stop = False
+        self.dead_reason: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def is_ready(self) -> bool:
+        return self._thread.is_alive() and self.dead_reason is None
+
+    def stats(self) -> EngineStats:
+        s = self.engine.stats()
+        with self._lock:
+            pending = len(self._new)
+        return EngineStats(s.running, s.waiting + pending, s.kv_blocks_used, s.kv_blocks_total)
+
+    def add_request(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[StepOutput]:
+        if self.dead_reason is not None:
+            raise EngineDeadError(self.dead_reason)
+        limit = self.model_info.context_length
+        if len(prompt_ids) + params.max_tokens > limit:
+            raise ValueError(
+                f"prompt ({len(prompt_ids)} tokens) plus max_tokens ({params.max_tokens}) "
+                f"exceeds the context length ({limit})"
+            )
+        queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        with self._lock:
+            if (
+                len(self.engine.scheduler.waiting) + len(self._new)
+                >= self.engine.scheduler.max_queue
+            ):
+                raise QueueFullError()
+            self._queues[request_id] = (asyncio.get_running_loop(), queue)
+            self._new.append((request_id, prompt_ids, params))
+        self._wake.set()
+        return self._stream(request_id, queue)
+
+    async def _stream(
+        self, request_id: str, queue: asyncio.Queue[StepOutput]
+    ) -> AsyncIterator[StepOutput]:
+        done = False
+        try:
+            while not done:
+                out = await queue.get()
+                done = out.finished
+                yield out
+        finally:
+            if not done:
+                self.abort(request_id)
+
+    def abort(self, request_id: str) -> None:
+        with self._lock:
+            if request_id in self._queues:
+                self._aborts.add(request_id)
+        self._wake.set()
+
+    # -- the background thread ----------------------------------------------------------------
+
+    def _deliver(self, out: StepOutput) -> None:
+        with self._lock:
+            entry = self._queues.get(out.request_id)
+            if entry is not None and out.finished:
+                del self._queues[out.request_id]
+        if entry is not None:
+            loop, queue = entry
+            # RuntimeError: the caller's loop is closed, nobody is listening any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, out)
+
+    def _take_inbox(self) -> tuple[list[tuple[str, list[int], SamplingParams]], set[str]]:
+        with self._lock:
+            new, self._new = self._new, []
+            aborts, self._aborts = self._aborts, set()
+        return new, aborts
+
+    def _loop(self) -> None:
+        while not self._stop:
+            new, aborts = self._take_inbox()
+            for rid, prompt, params in new:
+                try:
+                    self.engine.add_request(rid, prompt, params)
+                except (ValueError, QueueFullError) as e:
+                    self._deliver(_failed(rid, len(prompt), str(e)))
+            for rid in aborts:
+                out = self.engine.abort(rid)
+                if out is not None:
+                    self._deliver(out)
+            if not self.engine.has_work():
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                outputs = self.engine.step()
+            except Exception as e:  # a bug or a device failure: fail everyone, go unhealthy
+                log.exception("engine step failed")
+                self.dead_reason = f"engine failure: {type(e).__name__}: {e}"
+                self._fail_all(self.dead_reason)
+                return
+            for out in outputs:
+                self._deliver(out)
+        self._fail_all("the server is shutting down")
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            rids = list(self._queues)
+        for rid in rids:
+            self.engine.abort(rid)
+            self._deliver(_failed(rid, 0, reason))
+
+
+def _failed(request_id: str, prompt_tokens: int, message: str) -> StepOutput:
+    return StepOutput(
+        request_id=request_id,
+        text="",
+        token_ids=[],
+        logprobs=None,
+        finished=True,
+        finish_reason="error",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=0,
+        error=message,
+    )
