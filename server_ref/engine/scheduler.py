@@ -11,7 +11,7 @@ is preempted: its blocks are freed and it is recomputed later (vLLM's recompute 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.sequence import Sequence, Status
@@ -22,11 +22,13 @@ from server_ref.engine.types import QueueFullError
 class ScheduledSeq:
     seq: Sequence
     num_new: int  # tokens to compute this step: all_ids[num_computed : num_computed + num_new]
+    # True when this step reaches the end of the sequence, so its logits are sampled. Fixed
+    # when scheduled: the engine advances ``seq.num_computed`` before it reads this.
+    samples: bool = field(init=False)
 
-    @property
-    def samples(self) -> bool:
-        """True when this step reaches the end of the sequence, so its logits are sampled."""
-        return self.seq.num_computed + self.num_new == self.seq.num_tokens
+    def __post_init__(self) -> None:
+        reaches_end = self.seq.num_computed + self.num_new == self.seq.num_tokens
+        object.__setattr__(self, "samples", reaches_end)
 
 
 class Scheduler:
