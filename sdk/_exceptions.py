@@ -1,0 +1,194 @@
+"""Every error the SDK raises.
+
+    SDKError
+    ├── InvalidRequestParamsError (also ValueError)  bad call arguments; raised before any HTTP
+    └── APIError                                      something went wrong talking to the server
+        ├── APIConnectionError                        no complete answer: refused, reset, cut off
+        │   └── APITimeoutError                       a connect/read/write/pool timeout fired
+        ├── APIResponseValidationError                a 2xx answer that is not the JSON we expect
+        └── APIStatusError                            the server answered with status >= 400
+            ├── BadRequestError               400
+            ├── AuthenticationError           401
+            ├── PermissionDeniedError         403
+            ├── NotFoundError                 404
+            ├── ConflictError                 409
+            ├── UnprocessableEntityError      422
+            ├── RateLimitError                429
+            └── InternalServerError           >= 500
+
+Errors carry data, not just text: a status error has ``status_code``, ``request_id`` (from
+``x-request-id``), the parsed ``body``, ``retry_after`` (seconds, from ``retry-after-ms`` /
+``Retry-After``) and the response ``headers``. A stream that fails after it started (a
+``data: {"error": ...}`` event) raises the same classes, chosen from the error's ``code`` or
+``type``.
+
+httpx exceptions are translated in one place, ``map_transport_errors``, at the transport
+boundary; nothing else in the SDK catches them. No message ever contains the API key:
+messages are built from status, URL path and server text only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidRequestParamsError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "SDKError",
+    "UnprocessableEntityError",
+    "map_transport_errors",
+    "status_error_class",
+]
+
+
+class SDKError(Exception):
+    """Base class of every exception raised by this package."""
+
+
+class InvalidRequestParamsError(SDKError, ValueError):
+    """Call arguments failed validation; nothing was sent.
+
+    >>> client.chat.completions.create(messages="hi")  # doctest: +SKIP
+    InvalidRequestParamsError: invalid parameters for POST /chat/completions: ...
+    """
+
+    def __init__(self, message: str, *, errors: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []  # pydantic's error list, for programmatic inspection
+
+
+class APIError(SDKError):
+    """Base of every error that involves the server; ``request`` is the request that failed."""
+
+    def __init__(self, message: str, *, request: httpx.Request | None = None, body: object = None):
+        super().__init__(message)
+        self.message = message
+        self.request = request
+        self.body = body
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached, or the connection broke before the answer was complete."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read, write or pool timeout fired."""
+
+
+class APIResponseValidationError(APIError):
+    """The server answered 2xx, but not with the JSON this endpoint returns (HTML, garbage)."""
+
+    def __init__(self, message: str, *, response: httpx.Response, body: object = None) -> None:
+        super().__init__(message, request=response.request, body=body)
+        self.response = response
+        self.status_code = response.status_code
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status (or sent an error event inside a stream)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        status_code: int,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request=response.request, body=body)
+        self.response = response
+        self.status_code = status_code
+        self.headers: Mapping[str, str] = response.headers
+        self.request_id: str | None = response.headers.get("x-request-id")
+        self.retry_after = retry_after
+        error = body.get("error") if isinstance(body, dict) else None
+        fields: dict[str, Any] = error if isinstance(error, dict) else {}
+        self.type: str | None = _str_or_none(fields.get("type"))
+        self.code: str | None = _str_or_none(fields.get("code"))
+        self.param: str | None = _str_or_none(fields.get("param"))
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class BadRequestError(APIStatusError):
+    """400: the server rejected the request (invalid parameter, prompt longer than the context)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: missing or wrong API key."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model or endpoint."""
+
+
+class ConflictError(APIStatusError):
+    """409: a conflicting request is in progress (retried by default)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: well-formed but semantically invalid request."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests or the server is overloaded; see ``retry_after``."""
+
+
+class InternalServerError(APIStatusError):
+    """>= 500: the server failed (retried by default)."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The most specific ``APIStatusError`` subclass for a status code."""
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)
+
+
+@contextmanager
+def map_transport_errors(request: httpx.Request | None) -> Iterator[None]:
+    """Translate httpx's transport exceptions into the SDK's, keeping the cause chained.
+
+    The only place where httpx exceptions are caught: the clients wrap every send, read and
+    close in it, so callers only ever see ``APIError`` subclasses.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(f"request timed out ({type(exc).__name__})", request=request) from exc
+    except httpx.RequestError as exc:
+        message = f"connection error ({type(exc).__name__}): {exc}"
+        raise APIConnectionError(message, request=request) from exc

@@ -1,0 +1,123 @@
+"""The sans-I/O core of the SDK: every decision, no sockets, no sleeping, no httpx calls.
+
+``httpx.Request`` / ``httpx.Response`` appear only as data. The modules, bottom up:
+
+* ``options``    — client configuration (defaults, ``LLM_SDK_*`` variables) and per-call options
+* ``request``    — endpoint descriptions (``APICall``), parameter validation, request building
+* ``retry``      — which failures to retry and how long to wait (tenacity as a state machine)
+* ``sse``        — a push-style WHATWG Server-Sent Events decoder
+* ``stream``     — SSE events to typed chunks: ``[DONE]``, in-stream errors, truncation
+* ``accumulate`` — chunks folded back into the non-streaming result
+* ``flow``       — the per-call generator that ties it together; the clients drive it
+
+Rule: nothing in this package may block, sleep or touch the network, so all of it is tested
+bytes-in / objects-out, with 100% branch coverage.
+"""
+
+from __future__ import annotations
+
+from .accumulate import Accumulator, ChatCompletionAccumulator, CompletionAccumulator
+from .flow import (
+    Action,
+    Close,
+    Flow,
+    ReadBody,
+    ReadChunk,
+    Send,
+    Sent,
+    Sleep,
+    StreamStart,
+    call_flow,
+    make_status_error,
+    parse_response,
+    response_info,
+    stream_flow,
+)
+from .options import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    ClientOptions,
+    RequestOptions,
+    RetryPolicy,
+    TimeoutTypes,
+    make_config,
+    split_options,
+    to_timeout,
+    update_config,
+)
+from .request import (
+    IDEMPOTENCY_HEADER,
+    RETRY_COUNT_HEADER,
+    APICall,
+    build_request,
+    chat_completion_call,
+    chat_completion_stream_call,
+    completion_call,
+    completion_stream_call,
+    detokenize_call,
+    embedding_call,
+    model_list_call,
+    model_retrieve_call,
+    tokenize_call,
+)
+from .retry import backoff_delay, new_retrying, parse_retry_after, retry_delay, should_retry
+from .sse import ServerSentEvent, SSEDecoder
+from .stream import ChunkDecoder, stream_error
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "IDEMPOTENCY_HEADER",
+    "RETRY_COUNT_HEADER",
+    "APICall",
+    "Accumulator",
+    "Action",
+    "ChatCompletionAccumulator",
+    "ChunkDecoder",
+    "ClientConfig",
+    "ClientOptions",
+    "Close",
+    "CompletionAccumulator",
+    "Flow",
+    "ReadBody",
+    "ReadChunk",
+    "RequestOptions",
+    "RetryPolicy",
+    "SSEDecoder",
+    "Send",
+    "Sent",
+    "ServerSentEvent",
+    "Sleep",
+    "StreamStart",
+    "TimeoutTypes",
+    "backoff_delay",
+    "build_request",
+    "call_flow",
+    "chat_completion_call",
+    "chat_completion_stream_call",
+    "completion_call",
+    "completion_stream_call",
+    "detokenize_call",
+    "embedding_call",
+    "make_config",
+    "make_status_error",
+    "model_list_call",
+    "model_retrieve_call",
+    "new_retrying",
+    "parse_response",
+    "parse_retry_after",
+    "response_info",
+    "retry_delay",
+    "should_retry",
+    "split_options",
+    "stream_error",
+    "stream_flow",
+    "to_timeout",
+    "tokenize_call",
+    "update_config",
+]

@@ -1,0 +1,265 @@
+"""The call flow: one generator per call makes every decision; the clients only do the I/O.
+
+Strategy (httpx's auth flows, h11's "bring your own I/O"): a flow *yields actions* and
+*receives their results*:
+
+    action                 the driver does                       and sends back
+    Send(request)          http.send(request, stream=True)       Sent(response, byte iterator)
+    ReadBody(response)     response.read()                       bytes
+    ReadChunk(resp, it)    next(it, None)                        bytes, or None at EOF
+    Close(response)        response.close()                      None
+    Sleep(seconds)         sleep(seconds)                        None
+
+When an action fails, the driver throws the (already mapped) ``APIError`` into the flow at
+the ``yield``, exactly where a blocking call would have raised. The flow returns the parsed
+object (or a ``StreamStart``) or raises. ``Client`` drives it with plain calls and
+``AsyncClient`` with ``await``; the retry loop, status handling, response closing and the
+"retry a stream only before its first event" rule exist once, here.
+
+Retry decisions come from a tenacity ``Retrying`` used as a state machine (``iter``):
+``DoAttempt`` -> run one attempt, ``DoSleep`` -> yield ``Sleep``, anything else is the result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeAlias, TypeVar, cast
+
+import httpx
+import pydantic
+import tenacity
+
+from .._exceptions import APIError, APIResponseValidationError, APIStatusError, status_error_class
+from ..types import APIObject, ResponseInfo
+from .options import ClientConfig, RequestOptions
+from .request import APICall, build_request
+from .retry import new_retrying, parse_retry_after
+from .stream import ChunkDecoder
+
+__all__ = [
+    "Action",
+    "Close",
+    "Flow",
+    "ReadBody",
+    "ReadChunk",
+    "Send",
+    "Sent",
+    "Sleep",
+    "StreamStart",
+    "call_flow",
+    "make_status_error",
+    "parse_response",
+    "response_info",
+    "stream_flow",
+]
+
+T = TypeVar("T", bound=APIObject)
+R = TypeVar("R")
+C = TypeVar("C")  # the driver's byte iterator (sync or async); opaque to the flow
+
+
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sent(Generic[C]):
+    response: httpx.Response
+    chunks: C
+
+
+@dataclass(frozen=True)
+class ReadBody:
+    response: httpx.Response
+
+
+@dataclass(frozen=True)
+class ReadChunk(Generic[C]):
+    response: httpx.Response
+    chunks: C
+
+
+@dataclass(frozen=True)
+class Close:
+    response: httpx.Response
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Action: TypeAlias = Send | ReadBody | ReadChunk[Any] | Close | Sleep
+Flow: TypeAlias = Generator[Action, Any, R]
+
+
+@dataclass(frozen=True)
+class StreamStart(Generic[T, C]):
+    """A stream that delivered its first chunks (or ``[DONE]``); the rest is the caller's."""
+
+    response: httpx.Response
+    chunks: C
+    decoder: ChunkDecoder[T]
+    first: list[T]
+    info: ResponseInfo
+
+
+def call_flow(
+    config: ClientConfig,
+    call: APICall[T],
+    options: RequestOptions,
+    clock: Callable[[], float] = time.time,
+) -> Flow[T]:
+    """Send ``call`` with retries and return the parsed response object."""
+
+    def attempt(sent: Sent[Any], retries: int) -> Flow[T]:
+        response = sent.response
+        content = yield ReadBody(response)
+        if response.status_code >= 400:
+            raise make_status_error(response, content, clock())
+        return parse_response(call, response, content, retries)
+
+    return _retrying(config, call, options, attempt)
+
+
+def stream_flow(
+    config: ClientConfig,
+    call: APICall[T],
+    options: RequestOptions,
+    clock: Callable[[], float] = time.time,
+) -> Flow[StreamStart[T, Any]]:
+    """Open a stream with retries, up to its first event; failures after that are final."""
+
+    def attempt(sent: Sent[Any], retries: int) -> Flow[StreamStart[T, Any]]:
+        response = sent.response
+        if response.status_code >= 400:
+            content = yield ReadBody(response)
+            raise make_status_error(response, content, clock())
+        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media not in ("", "text/event-stream"):
+            content = yield ReadBody(response)
+            text = content.decode("utf-8", "replace")
+            raise APIResponseValidationError(
+                f"expected an event stream from {call.describe}, got {media}: {text[:200]!r}",
+                response=response,
+                body=text,
+            )
+        decoder = ChunkDecoder(call.parse, response)
+        first: list[T] = []
+        while not (first or decoder.done):
+            data = yield ReadChunk(response, sent.chunks)
+            if data is None:
+                decoder.finish()  # raises: the stream ended before its first event
+            else:
+                first = decoder.feed(data)
+        info = response_info(response, retries)
+        return StreamStart(response, sent.chunks, decoder, first, info)
+
+    return _retrying(config, call, options, attempt)
+
+
+def _retrying(
+    config: ClientConfig,
+    call: APICall[Any],
+    options: RequestOptions,
+    attempt: Callable[[Sent[Any], int], Flow[R]],
+) -> Flow[R]:
+    policy = config.retry
+    if "max_retries" in options:
+        policy = replace(policy, max_retries=options["max_retries"])
+    # One key for all attempts of this call, so a server that saw the first attempt can
+    # recognise the retry. GET is idempotent by definition and gets none.
+    key = options.get("idempotency_key")
+    if key is None and call.method != "GET":
+        key = f"llm-sdk-{uuid.uuid4().hex}"
+    retrying = new_retrying(policy, call.describe)
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    while True:
+        action = retrying.iter(state)
+        if isinstance(action, tenacity.DoAttempt):
+            retries = state.attempt_number - 1
+            request = build_request(
+                config, call, options, retries_taken=retries, idempotency_key=key
+            )
+            try:
+                sent = yield Send(request)
+                try:
+                    result = yield from attempt(sent, retries)
+                except APIError:
+                    yield Close(sent.response)  # free the connection before any retry sleep
+                    raise
+            except APIError as exc:
+                state.set_exception((type(exc), exc, exc.__traceback__))
+            else:
+                state.set_result(result)
+        elif isinstance(action, tenacity.DoSleep):
+            state.prepare_for_next_attempt()
+            yield Sleep(float(action))
+        else:
+            return cast(R, action)
+
+
+def response_info(response: httpx.Response, retries_taken: int) -> ResponseInfo:
+    return ResponseInfo(
+        status_code=response.status_code,
+        headers=response.headers,
+        request_id=response.headers.get("x-request-id"),
+        retries_taken=retries_taken,
+    )
+
+
+def parse_response(call: APICall[T], response: httpx.Response, content: bytes, retries: int) -> T:
+    """Validate a 2xx body into the call's model, or raise ``APIResponseValidationError``."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        text = content.decode("utf-8", "replace")
+        media = response.headers.get("content-type", "no content type")
+        raise APIResponseValidationError(
+            f"expected JSON from {call.describe}, got {media}: {text[:200]!r}",
+            response=response,
+            body=text,
+        ) from None
+    try:
+        result = call.parse(data)
+    except pydantic.ValidationError as exc:
+        raise APIResponseValidationError(
+            f"unexpected response shape from {call.describe}: {exc}", response=response, body=data
+        ) from None
+    result._response_info = response_info(response, retries)
+    return result
+
+
+def make_status_error(response: httpx.Response, content: bytes, now: float) -> APIStatusError:
+    """The typed error for a response with status >= 400."""
+    try:
+        body: object = json.loads(content)
+    except ValueError:
+        body = content.decode("utf-8", "replace")
+    status = response.status_code
+    message = _error_message(body) or response.reason_phrase
+    return status_error_class(status)(
+        f"Error code: {status} - {message}",
+        response=response,
+        status_code=status,
+        body=body,
+        retry_after=parse_retry_after(response.headers, now),
+    )
+
+
+def _error_message(body: object) -> str:
+    # OpenAI/vLLM nest {"error": {"message"}}; TGI and vLLM's 401 send {"error": "text"};
+    # FastAPI sends {"detail": ...}; a proxy sends an HTML page.
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            error = error.get("message") or error.get("detail")
+        if error:
+            return str(error)[:1000]
+    text = body if isinstance(body, str) else json.dumps(body)
+    return text.strip()[:500]

@@ -1,0 +1,126 @@
+"""From SSE events to typed stream chunks: ``[DONE]``, in-stream errors, truncation.
+
+Rules for OpenAI-style streams:
+
+* ``data: [DONE]`` ends the stream; anything after it is ignored.
+* ``data: {"error": {...}}`` (OpenAI, vLLM) or an ``event: error`` block (llama.cpp) raises
+  the matching ``APIStatusError`` subclass. The class comes from the error's ``code`` when it
+  is an HTTP status (vLLM sends ``"code": 400``), else from its ``type``, else it is a 500.
+* Other named events (``event: ping`` …) are skipped; comments never reach this layer.
+* Bytes ending before ``[DONE]`` mean the connection broke: ``APIConnectionError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import httpx
+import pydantic
+
+from .._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    status_error_class,
+)
+from .sse import ServerSentEvent, SSEDecoder
+
+__all__ = ["ChunkDecoder", "stream_error"]
+
+T = TypeVar("T")
+
+DONE = "[DONE]"
+
+# error "type" strings used by OpenAI, vLLM, llama.cpp and TGI -> the HTTP status they mean
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "BadRequestError": 400,
+    "exceed_context_size_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "NotFoundError": 404,
+    "rate_limit_error": 429,
+    "overloaded": 429,
+    "overloaded_error": 429,
+    "unavailable_error": 503,
+}
+
+
+def stream_error(payload: object, response: httpx.Response) -> APIStatusError:
+    """The typed error for an error event received inside a (2xx) stream."""
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    fields: dict[str, Any] = error if isinstance(error, dict) else {"message": str(error)}
+    status = _status_of(fields)
+    message = str(fields.get("message") or "error event in stream")
+    return status_error_class(status)(
+        f"Error code: {status} - {message} (sent inside the stream)",
+        response=response,
+        status_code=status,
+        body={"error": fields},
+    )
+
+
+def _status_of(fields: dict[str, Any]) -> int:
+    code = fields.get("code")
+    if isinstance(code, int) and 400 <= code <= 599:
+        return code
+    return _TYPE_STATUS.get(str(fields.get("type")), 500)
+
+
+class ChunkDecoder(Generic[T]):
+    """Push-style: bytes of a 2xx event stream in, parsed chunks out.
+
+    ``parse`` turns one event's JSON into a chunk (a pydantic ``model_validate``).
+    """
+
+    def __init__(self, parse: Callable[[Any], T], response: httpx.Response) -> None:
+        self._parse = parse
+        self._response = response
+        self._sse = SSEDecoder()
+        self.done = False  # has [DONE] arrived?
+
+    def feed(self, data: bytes) -> list[T]:
+        """Decode the next bytes; raises the typed error if they contain an error event."""
+        chunks: list[T] = []
+        for event in self._sse.decode(data):
+            if self.done:
+                break
+            chunk = self._chunk(event)
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
+
+    def finish(self) -> None:
+        """The byte stream ended: fine after ``[DONE]``, a broken connection before it."""
+        self._sse.flush()
+        if not self.done:
+            raise APIConnectionError(
+                "the stream ended before [DONE]: the connection closed early",
+                request=self._response.request,
+            )
+
+    def _chunk(self, event: ServerSentEvent) -> T | None:
+        if event.data.strip() == DONE:
+            self.done = True
+            return None
+        if event.event not in ("message", "error"):
+            return None
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise APIResponseValidationError(
+                f"stream event is not JSON: {event.data[:200]!r}",
+                response=self._response,
+                body=event.data,
+            ) from None
+        if event.event == "error" or (isinstance(payload, dict) and payload.get("error")):
+            raise stream_error(payload, self._response)
+        try:
+            return self._parse(payload)
+        except pydantic.ValidationError as exc:
+            raise APIResponseValidationError(
+                f"unexpected stream chunk shape: {exc}", response=self._response, body=payload
+            ) from None

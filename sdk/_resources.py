@@ -1,0 +1,245 @@
+"""The API resources: ``client.chat.completions``, ``completions``, ``embeddings``, ``models``.
+
+Each method is a few lines: describe the call with a ``_protocol`` builder (which validates
+the parameters against ``sdk.types`` before anything is sent) and hand it to the client.
+Keyword arguments are typed with ``Unpack[TypedDict]``: the wire parameters from
+``sdk.types`` plus the per-call ``RequestOptions`` (timeout, max_retries, extra_headers,
+extra_query, extra_body, idempotency_key). One ``@overload`` pair types ``stream=True``.
+The async classes below repeat the sync ones with ``await``, nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, overload
+
+from typing_extensions import Unpack
+
+from ._protocol import (
+    RequestOptions,
+    chat_completion_call,
+    chat_completion_stream_call,
+    completion_call,
+    completion_stream_call,
+    embedding_call,
+    model_list_call,
+    model_retrieve_call,
+)
+from .types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionCreateParams,
+    Completion,
+    CompletionCreateParams,
+    CreateEmbeddingResponse,
+    EmbeddingCreateParams,
+    Model,
+    ModelList,
+    TokenizeParams,
+)
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncClient
+    from ._client import Client
+    from ._streaming import AsyncStream, Stream
+
+__all__ = [
+    "AsyncChat",
+    "AsyncChatCompletions",
+    "AsyncCompletions",
+    "AsyncEmbeddings",
+    "AsyncModels",
+    "Chat",
+    "ChatCompletionKwargs",
+    "ChatCompletions",
+    "CompletionKwargs",
+    "Completions",
+    "DetokenizeKwargs",
+    "EmbeddingKwargs",
+    "Embeddings",
+    "Models",
+    "TokenizeKwargs",
+]
+
+
+class ChatCompletionKwargs(ChatCompletionCreateParams, RequestOptions, total=False):
+    pass
+
+
+class CompletionKwargs(CompletionCreateParams, RequestOptions, total=False):
+    pass
+
+
+class EmbeddingKwargs(EmbeddingCreateParams, RequestOptions, total=False):
+    pass
+
+
+class TokenizeKwargs(TokenizeParams, RequestOptions, total=False):
+    pass
+
+
+class DetokenizeKwargs(RequestOptions, total=False):
+    model: str | None
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+class ChatCompletions:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self, *, stream: Literal[False] = False, **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> ChatCompletion: ...
+    @overload
+    def create(
+        self, *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> Stream[ChatCompletionChunk]: ...
+    def create(
+        self, *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> ChatCompletion | Stream[ChatCompletionChunk]:
+        """Generate the next message of a conversation (``POST /chat/completions``).
+
+        >>> reply = client.chat.completions.create(  # doctest: +SKIP
+        ...     model="smollm2-135m-instruct",
+        ...     messages=[{"role": "user", "content": "Name a colour."}],
+        ...     max_tokens=16,
+        ... )
+        >>> reply.choices[0].message.content  # doctest: +SKIP
+
+        With ``stream=True`` it returns a ``Stream`` of ``ChatCompletionChunk``s.
+        Raises ``InvalidRequestParamsError`` before sending if a parameter has a wrong type.
+        """
+        if stream:
+            return self._client._stream(*chat_completion_stream_call(kwargs))
+        return self._client._request(*chat_completion_call(kwargs))
+
+
+class Chat:
+    def __init__(self, client: Client) -> None:
+        self.completions = ChatCompletions(client)
+
+
+class Completions:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self, *, stream: Literal[False] = False, **kwargs: Unpack[CompletionKwargs]
+    ) -> Completion: ...
+    @overload
+    def create(
+        self, *, stream: Literal[True], **kwargs: Unpack[CompletionKwargs]
+    ) -> Stream[Completion]: ...
+    def create(
+        self, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs]
+    ) -> Completion | Stream[Completion]:
+        """Continue a text prompt (``POST /completions``).
+
+        >>> client.completions.create(prompt="Once upon a time", max_tokens=8)  # doctest: +SKIP
+        """
+        if stream:
+            return self._client._stream(*completion_stream_call(kwargs))
+        return self._client._request(*completion_call(kwargs))
+
+
+class Embeddings:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, **kwargs: Unpack[EmbeddingKwargs]) -> CreateEmbeddingResponse:
+        """Embed texts (``POST /embeddings``).
+
+        >>> client.embeddings.create(input=["a", "b"]).data[0].embedding  # doctest: +SKIP
+        """
+        return self._client._request(*embedding_call(kwargs))
+
+
+class Models:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self, **options: Unpack[RequestOptions]) -> ModelList:
+        """The models the server offers (``GET /models``).
+
+        >>> [m.id for m in client.models.list().data]  # doctest: +SKIP
+        """
+        return self._client._request(*model_list_call(options))
+
+    def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
+        """One model by id (``GET /models/{model}``); ``NotFoundError`` if unknown."""
+        return self._client._request(*model_retrieve_call(model, options))
+
+
+# --- async --------------------------------------------------------------------------------
+
+
+class AsyncChatCompletions:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self, *, stream: Literal[False] = False, **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> ChatCompletion: ...
+    @overload
+    async def create(
+        self, *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> AsyncStream[ChatCompletionChunk]: ...
+    async def create(
+        self, *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs]
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
+        """``ChatCompletions.create`` for ``AsyncClient``."""
+        if stream:
+            return await self._client._stream(*chat_completion_stream_call(kwargs))
+        return await self._client._request(*chat_completion_call(kwargs))
+
+
+class AsyncChat:
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = AsyncChatCompletions(client)
+
+
+class AsyncCompletions:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self, *, stream: Literal[False] = False, **kwargs: Unpack[CompletionKwargs]
+    ) -> Completion: ...
+    @overload
+    async def create(
+        self, *, stream: Literal[True], **kwargs: Unpack[CompletionKwargs]
+    ) -> AsyncStream[Completion]: ...
+    async def create(
+        self, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs]
+    ) -> Completion | AsyncStream[Completion]:
+        """``Completions.create`` for ``AsyncClient``."""
+        if stream:
+            return await self._client._stream(*completion_stream_call(kwargs))
+        return await self._client._request(*completion_call(kwargs))
+
+
+class AsyncEmbeddings:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(self, **kwargs: Unpack[EmbeddingKwargs]) -> CreateEmbeddingResponse:
+        """``Embeddings.create`` for ``AsyncClient``."""
+        return await self._client._request(*embedding_call(kwargs))
+
+
+class AsyncModels:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self, **options: Unpack[RequestOptions]) -> ModelList:
+        """``Models.list`` for ``AsyncClient``."""
+        return await self._client._request(*model_list_call(options))
+
+    async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
+        """``Models.retrieve`` for ``AsyncClient``."""
+        return await self._client._request(*model_retrieve_call(model, options))
