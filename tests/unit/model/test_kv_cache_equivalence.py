@@ -29,7 +29,10 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int) ->
     blocks = BlockManager(num_blocks=16, block_size=4)
     sched = Scheduler(blocks, max_num_seqs=8, max_queue=8, max_batched_tokens=chunk)
     runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
-    seqs = [Sequence(f"s{i}", p, SamplingParams(max_tokens=6), frozenset()) for i, p in enumerate(prompts)]
+    seqs = [
+        Sequence(f"s{i}", p, SamplingParams(max_tokens=6), frozenset())
+        for i, p in enumerate(prompts)
+    ]
     for s in seqs:
         sched.add(s)
     steps = 0
