@@ -122,18 +122,36 @@ def error_body(
 
 
 def validation_error(exc: ValidationError | RequestValidationError) -> BadRequestError:
-    """A 400 naming the first offending field, e.g. ``temperature: Input should be ...``."""
+    """A 400 naming the offending fields, e.g. ``temperature: Input should be ...``.
+
+    Errors from the members of a union (``stop`` is a string or a list) share one field
+    name and are joined with "or".
+    """
     errors: Sequence[Any] = exc.errors()
-    if not errors:
-        return BadRequestError("invalid request body")
-    messages: list[str] = []
-    for err in errors[:5]:
-        loc = _format_loc(err.get("loc", ()))
+    by_field: dict[str, list[str]] = {}
+    for err in errors:
+        msgs = by_field.setdefault(_format_loc(err.get("loc", ())), [])
         msg = str(err.get("msg", "invalid value"))
-        messages.append(f"{loc}: {msg}" if loc else msg)
-    more = len(errors) - len(messages)
-    message = "; ".join(messages) + (f" (and {more} more errors)" if more > 0 else "")
-    return BadRequestError(message, param=_format_loc(errors[0].get("loc", ())) or None)
+        if msg not in msgs:
+            msgs.append(msg)
+    if not by_field:
+        return BadRequestError("Invalid request body.")
+    parts = [
+        f"{loc}: {' or '.join(msgs)}" if loc else " or ".join(msgs)
+        for loc, msgs in list(by_field.items())[:5]
+    ]
+    more = len(by_field) - len(parts)
+    message = "; ".join(parts) + (f" (and {more} more fields)" if more > 0 else "")
+    return BadRequestError(message, param=next(iter(by_field)) or None)
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names the union member in the location (``'str'``, ``'list[int]'``)."""
+    return (
+        part in ("str", "int", "float", "bool", "none")
+        or "[" in part
+        or part.startswith(("constrained-", "function-", "lax-", "strict-"))
+    )
 
 
 def _format_loc(loc: Sequence[Any]) -> str:
@@ -145,7 +163,7 @@ def _format_loc(loc: Sequence[Any]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif not _is_union_tag(str(part)):
             out += f".{part}" if out else str(part)
     return out
 
