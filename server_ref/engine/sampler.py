@@ -59,9 +59,11 @@ def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
         ks = torch.tensor([k if 0 < k < vocab else vocab for k in top_k], device=logits.device)
         remove |= torch.arange(vocab, device=logits.device)[None, :] >= ks[:, None]
         probs = sorted_logits.softmax(-1)
-        # drop a token when the mass *before* it already reaches top_p (keeps at least one)
+        # drop a token when the mass *before* it already reaches top_p (keeps at least one);
+        # rows with top_p == 1 are left alone: float error lets the cumsum reach 1.0 early
         before = probs.cumsum(-1) - probs
-        remove |= before >= torch.tensor(top_p, device=logits.device)[:, None]
+        ps = torch.tensor(top_p, device=logits.device)[:, None]
+        remove |= (before >= ps) & (ps < 1.0)
         sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
         logits = torch.empty_like(logits).scatter_(1, order, sorted_logits)
     if any(m > 0 for m in min_p):
