@@ -87,7 +87,7 @@ class GGUFTokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of ``ids`` joined; special tokens appear as their text."""
-        return decode_bytes(self.encoding, ids)
+        return decode_bytes(self.encoding, ids, n_vocab=self.n_vocab)
 
     def decode(self, ids: Iterable[int]) -> str:
         """``decode_bytes`` as text; bytes that are not valid UTF-8 become U+FFFD."""

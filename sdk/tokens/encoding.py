@@ -220,9 +220,18 @@ def encode_text(
     return [token for token in ids if token < n_vocab]
 
 
-def decode_bytes(encoding: tiktoken.Encoding, ids: Iterable[int]) -> bytes:
-    """The bytes behind ``ids`` (special tokens included); unknown ids raise TokenizerError."""
+def decode_bytes(
+    encoding: tiktoken.Encoding, ids: Iterable[int], *, n_vocab: int | None = None
+) -> bytes:
+    """The bytes behind ``ids`` (special tokens included).
+
+    Ids the encoding does not know, or (given ``n_vocab``) placeholder ids ``>= n_vocab``,
+    raise TokenizerError.
+    """
     id_list = list(ids)
+    if n_vocab is not None and any(not 0 <= token < n_vocab for token in id_list):
+        bad = [token for token in id_list if not 0 <= token < n_vocab]
+        raise TokenizerError(f"cannot decode token ids {bad[:5]}: not in the vocabulary")
     try:
         return encoding.decode_bytes(id_list)
     except (KeyError, OverflowError, TypeError) as exc:

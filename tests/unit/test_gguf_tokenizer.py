@@ -143,8 +143,9 @@ def test_decode(tok: GGUFTokenizer) -> None:
     assert tok.decode_bytes(ids) == text.encode()
     assert b"".join(tok.token_bytes(i) for i in ids) == text.encode()
     assert tok.decode(tok.encode("🎉")[:1]) == "\ufffd"  # a partial character
-    with pytest.raises(TokenizerError, match="not in the vocabulary"):
-        tok.decode([10**6])
+    for bad in (10**6, tok.n_vocab, -1):  # tok.n_vocab: the placeholder for byte 0x04
+        with pytest.raises(TokenizerError, match="not in the vocabulary"):
+            tok.decode([bad])
 
 
 def reference_encode(tok: GGUFTokenizer, text: str) -> list[int]:

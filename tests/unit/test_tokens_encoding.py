@@ -94,10 +94,21 @@ def test_unknown_pre_tokenizer_names_the_known_ones() -> None:
         pattern_for_pre_tokenizer("nope")
 
 
-def test_decoding_an_unknown_id_is_a_tokenizer_error() -> None:
+@pytest.mark.parametrize("bad_id", [12345, -1])
+def test_decoding_an_unknown_id_is_a_tokenizer_error(bad_id: int) -> None:
     enc = build_encoding("toy", r"\S+|\s+", toy_ranks(), {})
-    with pytest.raises(TokenizerError, match="12345"):
-        decode_bytes(enc, [65, 12345])
+    with pytest.raises(TokenizerError, match=str(bad_id)):
+        decode_bytes(enc, [65, bad_id])
+
+
+def test_decoding_a_placeholder_id_is_refused_given_n_vocab() -> None:
+    ranks = {token: rank for token, rank in BYTES.items() if token != b"\x04"}
+    enc = build_encoding("toy", r"\S+|\s+", ranks, {})
+    placeholder = enc.encode("\x04")[0]
+
+    assert decode_bytes(enc, [placeholder]) == b"\x04"
+    with pytest.raises(TokenizerError, match=str(placeholder)):
+        decode_bytes(enc, [placeholder], n_vocab=vocab_size(ranks, {}))
 
 
 # --- rank files -------------------------------------------------------------------------------
