@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 
 from sdk.types import CompletionUsage
@@ -242,7 +243,10 @@ async def _merge(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Shielded: under a cancelled anyio scope (client gone) every await is cancelled
+        # again, and the engine iterators must be idle before Generation.close() closes them.
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def map_engine_error(exc: Exception) -> APIError:

@@ -72,7 +72,9 @@ async def wait_for(condition: Any) -> None:
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
 @pytest.mark.parametrize("when", ["after-content", "immediately"])
-async def test_stream_disconnect_aborts_every_choice(path: str, when: str) -> None:
+async def test_stream_disconnect_aborts_every_choice(
+    path: str, when: str, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = FakeEngine(hang_after_steps=0 if when == "immediately" else 2)
     app = create_app(engine)
     body = {**CHAT, "n": 2} if "chat" in path else {"prompt": "a", "n": 2}
@@ -95,6 +97,7 @@ async def test_stream_disconnect_aborts_every_choice(path: str, when: str) -> No
     assert b"[DONE]" not in conn.body()
     metrics = (await _metrics(app)).text
     assert 'finished_reason="abort",model_name="fake-model"} 2.0' in metrics
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
