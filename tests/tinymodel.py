@@ -21,7 +21,9 @@ QUANT_TYPES = [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.F16, Q.BF16, Q.F32, Q.T
 
 def _byte_level_tokens() -> list[str]:
     """The 256 single-byte tokens in GPT-2's printable byte-to-unicode mapping, by byte value."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0x100))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0x100))
+    )
     mapping, n = {}, 0
     for b in range(256):
         if b in keep:

@@ -25,9 +25,7 @@ class IncrementalDetokenizer:
         self._held += self._decoder.decode(piece)
         if not self._stop:
             return self._release(len(self._held))
-        hit = min(
-            (i for i in (self._held.find(s) for s in self._stop) if i >= 0), default=-1
-        )
+        hit = min((i for i in (self._held.find(s) for s in self._stop) if i >= 0), default=-1)
         if hit >= 0:
             self.stopped = True
             out = self._held[:hit]

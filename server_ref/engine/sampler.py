@@ -68,7 +68,9 @@ def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
         logits = torch.empty_like(logits).scatter_(1, order, sorted_logits)
     if any(m > 0 for m in min_p):
         probs = logits.softmax(-1)
-        floor = probs.max(-1, keepdim=True).values * torch.tensor(min_p, device=logits.device)[:, None]
+        floor = (
+            probs.max(-1, keepdim=True).values * torch.tensor(min_p, device=logits.device)[:, None]
+        )
         logits = logits.masked_fill(probs < floor, float("-inf"))
     return logits
 
