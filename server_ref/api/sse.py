@@ -7,12 +7,13 @@ plain ``StreamingResponse`` leaves open:
   of noticing only at the next write (which, while the engine is thinking, may be never).
 * **Cleanup.** The event iterator is always ``aclose()``-d, so the generator's ``finally``
   (which aborts the engine requests) runs now, not whenever the garbage collector gets to it.
-* **Errors after the first byte.** The status line is gone by then, so an error is sent as one
-  event ``data: {"error": {...}}`` in OpenAI's error shape, followed by ``data: [DONE]``, and
-  the stream ends. We follow vLLM in sending ``[DONE]`` after the error: the openai client
-  raises on the error event, and simpler clients still see a properly terminated stream
-  instead of a truncated one. No keep-alive comment lines are sent (some parsers choke on
-  them; see the server anchors).
+* **Errors.** The response starts only once the first event exists, so a failure before any
+  output is an ordinary error response with its real status. After the first byte the status
+  line is gone, so an error is sent as one event ``data: {"error": {...}}`` in OpenAI's error
+  shape, followed by ``data: [DONE]``, and the stream ends. We follow vLLM in sending
+  ``[DONE]`` after the error: the openai client raises on the error event, and simpler clients
+  still see a properly terminated stream instead of a truncated one. No keep-alive comment
+  lines are sent (some parsers choke on them; see the server anchors).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class SSEResponse(Response):
 
                 tg.start_soon(watch_disconnect)
                 try:
-                    await self._stream(send)
+                    await self._stream(scope, receive, send)
                 except OSError:
                     # The server reports a write to a closed connection this way (ASGI 2.4).
                     self.disconnected = True
@@ -94,13 +95,29 @@ class SSEResponse(Response):
                 if self.on_close is not None:
                     await self.on_close()
 
-    async def _stream(self, send: Send) -> None:
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Wait for the first event before committing to "200 OK": a failure that happens
+        # before anything was produced (engine dead, first step failed) still gets its
+        # real status and a plain JSON error body.
+        try:
+            first: bytes | None = await self.events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except APIError as exc:
+            await exc.response()(scope, receive, send)
+            return
+        except Exception:
+            logger.exception("error before a stream started")
+            await APIError("Internal server error.").response()(scope, receive, send)
+            return
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         try:
-            async for event in self.events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                async for event in self.events:
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
         except APIError as exc:
             await self._send_error(send, exc)
         except Exception:

@@ -321,6 +321,19 @@ async def test_engine_failure_mid_stream_is_an_error_event(
     assert any("choices" in e for e in events[:-2])  # some content made it out first
 
 
+@pytest.mark.parametrize("failure", ["error_after_steps", "raise_after_steps"])
+async def test_completion_stream_failing_before_any_output_is_a_plain_500(
+    engine: FakeEngine, failure: str
+) -> None:
+    # Nothing was sent yet (completions have no role chunk), so the status can still say it.
+    setattr(engine, failure, 0)
+    app = create_app(engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        r = await c.post("/v1/completions", json={"prompt": "a", "stream": True, "n": 2})
+    assert_error(r, 500)
+    assert engine.active == set()
+
+
 async def test_engine_dropping_a_request_is_an_error(engine: FakeEngine) -> None:
     engine.finish_reason_override = "abort"
     app = create_app(engine)
