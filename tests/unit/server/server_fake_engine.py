@@ -9,6 +9,7 @@ fail mid-stream, refuse with ``QueueFullError``, report not ready, or hang after
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,3 +211,18 @@ class FakeEngine:
             completion_tokens=completion_tokens,
             error=error,
         )
+
+
+def sse_events(text: str) -> list[Any]:
+    """``data:`` payloads of an SSE body: parsed JSON objects, or the raw string ``[DONE]``."""
+    events: list[Any] = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        assert block.startswith("data: "), block
+        payload = block[len("data: ") :]
+        events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}]}

@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CHAT, sse_events
-from server_fake_engine import FakeEngine
+from server_fake_engine import CHAT, FakeEngine, sse_events
 
 from server_ref.api import create_app
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CHAT, sse_events
 from fastapi import FastAPI
-from server_fake_engine import FakeEngine
+from server_fake_engine import CHAT, FakeEngine, sse_events
 
 from sdk.types import ErrorResponse
 from server_ref.api import create_app
