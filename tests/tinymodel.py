@@ -14,6 +14,8 @@ CHATML = (
     "{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# a few BPE merges (in rank order) so tokenization is more than bytes; "Ġ" is GPT-2's space
+MERGES = ["h e", "l l", "he ll", "Ġ t", "Ġt h"]
 
 # weight tensors cycle through these so one small file exercises every quantizer gguf has
 QUANT_TYPES = [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.F16, Q.BF16, Q.F32, Q.TQ2_0, Q.MXFP4]
@@ -50,8 +52,9 @@ def write_tiny_gguf(
     tokenizer_model: str = "gpt2",
 ) -> Path:
     rng = np.random.default_rng(seed)
-    tokens = _byte_level_tokens() + SPECIALS
-    types = [1] * 256 + [3] * len(SPECIALS)  # 1 normal, 3 control
+    merged = [m.replace(" ", "") for m in MERGES]
+    tokens = _byte_level_tokens() + merged + SPECIALS
+    types = [1] * (256 + len(merged)) + [3] * len(SPECIALS)  # 1 normal, 3 control
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny-test-llama")
     w.add_context_length(context_length)
@@ -67,9 +70,9 @@ def write_tiny_gguf(
     w.add_tokenizer_pre("smollm")
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges([])
-    w.add_bos_token_id(256 + 1)
-    w.add_eos_token_id(256 + 2)
+    w.add_token_merges(MERGES)
+    w.add_bos_token_id(tokens.index("<|im_start|>"))
+    w.add_eos_token_id(tokens.index("<|im_end|>"))
     w.add_add_bos_token(False)
     w.add_chat_template(CHATML)
     qtypes = iter((quant_types or QUANT_TYPES) * 1000)

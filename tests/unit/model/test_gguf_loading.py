@@ -71,7 +71,7 @@ def test_tiny_model_config(tiny_gguf: Path) -> None:
         2,
         4,
         2,
-        259,
+        264,
     )
     assert cfg.head_dim == 64 and not cfg.tie_embeddings
     assert {Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.F16, Q.BF16} <= set(QUANT_TYPES)
