@@ -19,7 +19,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TypeVar
 
 import anyio
@@ -77,11 +76,17 @@ class ChoiceState:
 
 
 class Generation:
-    """Async context manager over the engine requests of one API request.
+    """The engine requests of one API request.
 
-    >>> async with Generation(engine, metrics, "chatcmpl-1", specs, retry_after=1.0) as gen:
-    ...     async for choice, output in gen.outputs():
-    ...         ...  # doctest: +SKIP
+    ``close()`` must run whatever happens (a streaming response hands it to ``SSEResponse``
+    as ``on_close``, which outlives the route function, so this is not a context manager):
+
+    >>> gen = Generation(engine, metrics, "chatcmpl-1", specs, retry_after=1.0)  # doctest: +SKIP
+    >>> gen.submit()  # doctest: +SKIP
+    >>> try:
+    ...     async for choice, output in gen.outputs(): ...
+    ... finally:
+    ...     await gen.close()  # doctest: +SKIP
     """
 
     def __init__(
@@ -105,18 +110,6 @@ class Generation:
         self._retry_after = retry_after
         self._streams: list[AsyncIterator[StepOutput]] = []
         self._closed = False
-
-    async def __aenter__(self) -> Generation:
-        self.submit()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def submit(self) -> None:
         """Add every choice to the engine; on failure, abort those already added."""

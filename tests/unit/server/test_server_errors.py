@@ -14,6 +14,7 @@ from server_fake_engine import CHAT, FakeEngine, sse_events
 
 from sdk.types import ErrorResponse
 from server_ref.api import create_app
+from server_ref.engine.types import EngineDeadError
 
 
 def assert_error(r: httpx.Response, status: int, *, code: str | None = None) -> dict[str, Any]:
@@ -351,6 +352,38 @@ async def test_engine_rejecting_a_prompt_is_400(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         error = assert_error(await c.post("/v1/chat/completions", json=CHAT), 400)
     assert "token ids" in error["message"]
+
+
+async def test_dead_engine_at_submission_is_500(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dead(*_: Any) -> Any:
+        raise EngineDeadError("engine failure: RuntimeError: device lost")
+
+    monkeypatch.setattr(engine, "add_request", dead)
+    app = create_app(engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        for stream in (False, True):
+            r = await c.post("/v1/chat/completions", json=chat(stream=stream))
+            assert "not running" in assert_error(r, 500)["message"]
+
+
+async def test_chat_template_refusal_is_400(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise ValueError("Conversation roles must alternate user/assistant")
+
+    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", refuse)
+    app = create_app(engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+        error = assert_error(await c.post("/v1/chat/completions", json=CHAT), 400)
+    assert "alternate" in error["message"] and error["param"] == "messages"
+
+
+async def test_invalid_content_length_is_400(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/chat/completions", content=b"{}", headers={"content-length": "abc"})
+    assert "Content-Length" in assert_error(r, 400)["message"]
 
 
 async def test_unexpected_exception_is_500_and_logged(
