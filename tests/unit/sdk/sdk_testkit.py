@@ -1,0 +1,159 @@
+"""Helpers for SDK tests: one test body runs against ``Client`` and ``AsyncClient``.
+
+``api`` is a tiny adapter: ``api.client(handler)`` builds the client under test on an
+``httpx.MockTransport``, and ``api.run(fn)`` calls ``fn(client)`` and, for the async
+client, awaits what it returns inside a fresh event loop. Streams are consumed with
+``api.run(lambda c: api.drain(c.chat.completions.create(..., stream=True)))``.
+Retry sleeps are recorded in ``api.sleeps`` instead of slept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+
+import sdk
+from sdk.types import ChatMessageParam
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Api:
+    def __init__(self, is_async: bool) -> None:
+        self.is_async = is_async
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[float], None] | None = None  # runs inside the recorded sleep
+
+    def _record(self, seconds: float) -> None:
+        if self.on_sleep is not None:
+            self.on_sleep(seconds)
+        self.sleeps.append(seconds)
+
+    def client(self, handler: Handler, **kwargs: Any) -> Any:
+        kwargs.setdefault("retry_policy", sdk.RetryPolicy(jitter=0.0))
+        transport = httpx.MockTransport(handler)
+        if self.is_async:
+
+            async def sleep(seconds: float) -> None:
+                self._record(seconds)
+
+            return sdk.AsyncClient(transport=transport, sleep=sleep, **kwargs)
+        return sdk.Client(transport=transport, sleep=self._record, **kwargs)
+
+    def run(self, fn: Callable[[Any], Any], client: Any) -> Any:
+        if not self.is_async:
+            return fn(client)
+
+        async def main() -> Any:
+            result = fn(client)
+            return await result if inspect.isawaitable(result) else result
+
+        return asyncio.run(main())
+
+    async def _adrain(self, stream: Any) -> list[Any]:
+        stream = await stream
+        async with stream:
+            return [chunk async for chunk in stream]
+
+    def drain(self, stream: Any) -> Any:
+        """All chunks of a stream (a coroutine of them for the async client)."""
+        if self.is_async:
+            return self._adrain(stream)
+        with stream:
+            return list(stream)
+
+    async def _afinal(self, stream: Any) -> Any:
+        return await (await stream).get_final_completion()
+
+    def final(self, stream: Any) -> Any:
+        """``get_final_completion()`` of a stream (awaited for the async client)."""
+        return self._afinal(stream) if self.is_async else stream.get_final_completion()
+
+    async def _atext(self, stream: Any) -> list[str]:
+        return [text async for text in (await stream).text_stream]
+
+    def text(self, stream: Any) -> Any:
+        return self._atext(stream) if self.is_async else list(stream.text_stream)
+
+
+# --- building responses ---------------------------------------------------------------------
+
+
+class TrackedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that records being closed and can fail or hang part-way."""
+
+    def __init__(
+        self,
+        parts: list[bytes],
+        error: Exception | None = None,
+        hang: asyncio.Event | None = None,
+    ) -> None:
+        self.parts, self.error, self.hang = parts, error, hang
+        self.closed = False
+        self.read = 0  # parts handed out
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self.parts:
+            self.read += 1
+            yield part
+        if self.error is not None:
+            raise self.error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            self.read += 1
+            yield part
+        if self.hang is not None:
+            await self.hang.wait()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def sse(*events: object, done: bool = True) -> bytes:
+    """An OpenAI-style event stream body: one ``data:`` event per object, then [DONE]."""
+    frames = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+    if done:
+        frames.append(b"data: [DONE]\n\n")
+    return b"".join(frames)
+
+
+def chat_chunk(content: str | None = None, index: int = 0, **fields: Any) -> dict[str, Any]:
+    delta = {"content": content} if content is not None else {}
+    delta.update(fields.pop("delta", {}))
+    choice = {"index": index, "delta": delta, "finish_reason": fields.pop("finish_reason", None)}
+    choice.update(fields.pop("choice", {}))
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
+    chunk["choices"] = fields.pop("choices", [choice])
+    chunk.update(fields)
+    return chunk
+
+
+def completion_body(content: str = "hi") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 7,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+
+
+MESSAGES: list[ChatMessageParam] = [{"role": "user", "content": "Hi"}]
