@@ -178,6 +178,7 @@ def _retrying(
     if key is None and call.method != "GET":
         key = f"llm-sdk-{uuid.uuid4().hex}"
     retrying = new_retrying(policy, call.describe)
+    retrying.begin()  # resets its statistics, as Retrying.__call__ does
     state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
     while True:
         action = retrying.iter(state)
