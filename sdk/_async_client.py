@@ -17,6 +17,7 @@ from typing_extensions import Unpack
 
 from ._exceptions import APIError, map_transport_errors
 from ._protocol import (
+    DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
     Action,
     APICall,
@@ -57,9 +58,6 @@ __all__ = ["AsyncClient"]
 
 T = TypeVar("T", bound=APIObject)
 R = TypeVar("R")
-
-# Pool sizes from openai-python (#1281): httpx's defaults (100/20) exhaust under concurrency.
-DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 class AsyncClient:

@@ -9,12 +9,13 @@ generating. Failures while iterating are never retried: chunks were already deli
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import httpx
 
-from ._exceptions import map_transport_errors
+from ._exceptions import APIError, map_transport_errors
 from ._protocol import Accumulator, StreamStart
 from .types import APIObject, ResponseInfo
 
@@ -41,6 +42,7 @@ class Stream(Generic[T]):
         self.response: httpx.Response = start.response
         self.response_info: ResponseInfo = start.info
         self._accumulator = accumulator
+        self._closed = False
         self._iterator = self._iterate(start)
 
     def _iterate(self, start: StreamStart[T, Iterator[bytes]]) -> Generator[T, None, None]:
@@ -54,10 +56,15 @@ class Stream(Generic[T]):
                     return
                 with map_transport_errors(self.response.request):
                     data = next(start.chunks, None)
+                if self._closed:  # closed by another thread or task while reading
+                    return
                 if data is None:
                     decoder.finish()  # raises: [DONE] never came, the connection broke
                     return
                 chunks = decoder.feed(data)
+        except APIError:
+            if not self._closed:  # after close(), a failing read is the expected end
+                raise
         finally:
             self.response.close()
 
@@ -74,9 +81,11 @@ class Stream(Generic[T]):
         self.close()
 
     def close(self) -> None:
-        """Stop reading and close the connection (idempotent)."""
-        self._iterator.close()
-        self.response.close()
+        """Stop reading and close the connection (idempotent, and safe from another thread)."""
+        self._closed = True
+        with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
+            self._iterator.close()
+        self.response.close()  # also ends a read blocked in another thread
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -114,6 +123,7 @@ class AsyncStream(Generic[T]):
         self.response: httpx.Response = start.response
         self.response_info: ResponseInfo = start.info
         self._accumulator = accumulator
+        self._closed = False
         self._iterator = self._iterate(start)
 
     async def _iterate(
@@ -129,10 +139,15 @@ class AsyncStream(Generic[T]):
                     return
                 with map_transport_errors(self.response.request):
                     data = await anext(start.chunks, None)
+                if self._closed:  # closed by another thread or task while reading
+                    return
                 if data is None:
                     decoder.finish()  # raises: [DONE] never came, the connection broke
                     return
                 chunks = decoder.feed(data)
+        except APIError:
+            if not self._closed:  # after close(), a failing read is the expected end
+                raise
         finally:
             # Also reached when the task iterating is cancelled, so the server sees the
             # connection close and stops generating.
@@ -151,9 +166,11 @@ class AsyncStream(Generic[T]):
         await self.close()
 
     async def close(self) -> None:
-        """Stop reading and close the connection (idempotent)."""
-        await self._iterator.aclose()
-        await self.response.aclose()
+        """Stop reading and close the connection (idempotent, and safe from another task)."""
+        self._closed = True
+        with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
+            await self._iterator.aclose()
+        await self.response.aclose()  # also ends a read blocked in another task
 
     @property
     def text_stream(self) -> AsyncIterator[str]:

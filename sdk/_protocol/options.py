@@ -13,6 +13,7 @@ __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "ClientConfig",
     "ClientOptions",
@@ -31,6 +32,9 @@ API_KEY_ENV = "LLM_SDK_API_KEY"
 # httpx timeouts apply per phase (each read), not to a whole call: a long generation is fine
 # as long as bytes keep coming. Connecting should be fast, hence the short connect timeout.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+
+# Pool sizes as openai-python (#1281): httpx's defaults (100/20) run out under concurrency.
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 TimeoutTypes = float | httpx.Timeout | None
 

@@ -118,6 +118,8 @@ class TrackedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self.closed = True
+        if self.hang is not None:
+            self.hang.set()  # like a socket: closing ends a read that is waiting
 
 
 def sse(*events: object, done: bool = True) -> bytes:

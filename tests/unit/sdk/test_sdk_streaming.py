@@ -350,6 +350,29 @@ def test_cancelling_the_task_closes_the_response() -> None:
     asyncio.run(main())
 
 
+def test_close_from_another_task_ends_the_iteration_quietly() -> None:
+    body = TrackedStream([sse(*HELLO[:2], done=False)], hang=asyncio.Event())
+    handler, _ = serve(body)
+    api = Api(is_async=True)
+
+    async def main() -> None:
+        stream = await chat_stream(api.client(handler))
+        received: list[ChatCompletionChunk] = []
+
+        async def consume() -> None:
+            async for chunk in stream:
+                received.append(chunk)
+
+        task = asyncio.create_task(consume())
+        while len(received) < 2:
+            await asyncio.sleep(0)
+        await stream.close()  # the consumer is blocked in a read right now
+        await task  # ends without an error
+        assert body.closed and len(received) == 2
+
+    asyncio.run(main())
+
+
 def test_cancelling_while_connecting_closes_what_was_opened() -> None:
     hang = asyncio.Event()
     body = TrackedStream([b": ping\n\n"], hang=hang)  # no event yet: still inside the call
