@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_generate_cli(default_gguf: Path) -> None:
             "--model",
             str(default_gguf),
             "--device",
-            "cpu",
+            os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
             "--max-tokens",
             "24",
         ],

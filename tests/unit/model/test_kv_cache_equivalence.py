@@ -15,11 +15,14 @@ from server_ref.engine.types import SamplingParams
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
 from server_ref.models.llama import Llama, build_model
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-@pytest.fixture(scope="module")
-def model(tiny_gguf: Path) -> Llama:
+
+@pytest.fixture(scope="module", params=DEVICES)
+def model(tiny_gguf: Path, request: pytest.FixtureRequest) -> Llama:
+    # fp32 on every device: the claim is exact equivalence of the cached path, not bf16 noise
     r = open_gguf(tiny_gguf)
-    return build_model(read_config(r), load_tensors(r), torch.device("cpu"), torch.float32)
+    return build_model(read_config(r), load_tensors(r), torch.device(request.param), torch.float32)
 
 
 @pytest.mark.parametrize("chunk", [512, 7])  # whole-prompt prefill and chunked prefill
@@ -45,7 +48,7 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int) ->
         for row, seq in zip(logits, sampling, strict=True):
             ids = seq.prompt_ids + seq.output_ids
             with torch.inference_mode():
-                full = model.forward_full(torch.tensor([ids]))[0, -1]
+                full = model.forward_full(torch.tensor([ids], device=model.device))[0, -1]
             torch.testing.assert_close(row, full, atol=1e-4, rtol=0)
             seq.output_ids.append(int(row.argmax()))
             if len(seq.output_ids) == 6:

@@ -1,0 +1,229 @@
+"""Drive OpenAI-compatible servers with concurrent streaming chat requests, side by side.
+
+For each server and each concurrency level it sends ``2 * concurrency`` (at least 4) greedy
+streaming requests, at most ``concurrency`` in flight, and reports aggregate output tokens/s,
+time to first token and inter-token latency (p50 / p99). Servers are either already running
+(``--url NAME=http://host:port``) or launched by this script one at a time, so they never share
+the CPU (``--launch NAME='command with {port}'``). With two or more servers it prints the ratio
+of each to the first. Traffic goes only to the URLs given (loopback for launched servers).
+
+    python benchmarks/bench_serving.py \\
+        --launch ours='python -m server_ref serve --port {port} --device cpu' \\
+        --launch llamacpp='VENV/bin/python -m llama_cpp.server --model GGUF --port {port} \\
+            --n_threads 2 --interrupt_requests False'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Explain what a transformer model is in one sentence.",
+    "Write a haiku about the sea.",
+    "Give me three tips for learning Python.",
+    "Why is the sky blue?",
+    "Summarize the plot of Romeo and Juliet.",
+    "What are the benefits of regular exercise?",
+    "Describe a cat to someone who has never seen one.",
+]
+
+
+@dataclass
+class Result:
+    ttft: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    tokens: int = 0
+    ok: bool = True
+
+
+@dataclass
+class Level:
+    concurrency: int
+    tokens_per_s: float
+    ttft_p50: float
+    ttft_p99: float
+    itl_p50: float
+    itl_p99: float
+    failed: int
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+async def one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: int) -> Result:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    res = Result()
+    start = last = time.perf_counter()
+    chunks = 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        if r.status_code != 200:
+            await r.aread()
+            return Result(ok=False)
+        async for line in r.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            event = json.loads(data)
+            if event.get("usage"):
+                res.tokens = event["usage"]["completion_tokens"]
+            for choice in event.get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    now = time.perf_counter()
+                    if chunks == 0:
+                        res.ttft = now - start
+                    else:
+                        res.itl.append(now - last)
+                    last = now
+                    chunks += 1
+    res.tokens = res.tokens or chunks
+    return res
+
+
+async def run_level(base_url: str, model: str, concurrency: int, max_tokens: int) -> Level:
+    n = max(4, 2 * concurrency)
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as client:
+
+        async def task(i: int) -> Result:
+            async with sem:
+                try:
+                    return await one(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+                except httpx.HTTPError:
+                    return Result(ok=False)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(task(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    good = [r for r in results if r.ok]
+    ttfts = [r.ttft for r in good]
+    itls = [x for r in good for x in r.itl]
+    return Level(
+        concurrency,
+        sum(r.tokens for r in good) / wall,
+        pct(ttfts, 0.5),
+        pct(ttfts, 0.99),
+        pct(itls, 0.5),
+        pct(itls, 0.99),
+        len(results) - len(good),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 600) -> str:
+    """Poll /v1/models until it answers; return the first model id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited with status {proc.returncode} before it was ready")
+        try:
+            r = httpx.get(f"{base_url}/v1/models", timeout=2)
+            if r.status_code == 200:
+                return str(r.json()["data"][0]["id"])
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{base_url} was not ready after {timeout:.0f}s")
+
+
+def bench_server(
+    name: str, url: str | None, command: str | None, levels: list[int], max_tokens: int
+) -> list[Level]:
+    proc = None
+    if command is not None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            shlex.split(command.format(port=port)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    assert url is not None
+    try:
+        model = wait_ready(url, proc)
+        asyncio.run(run_level(url, model, 1, 8))  # warm-up
+        out = []
+        for c in levels:
+            lv = asyncio.run(run_level(url, model, c, max_tokens))
+            print(
+                f"{name:>10} c={c:<3d} {lv.tokens_per_s:8.1f} tok/s  "
+                f"TTFT p50 {lv.ttft_p50 * 1e3:8.1f} ms p99 {lv.ttft_p99 * 1e3:8.1f} ms  "
+                f"ITL p50 {lv.itl_p50 * 1e3:7.1f} ms p99 {lv.itl_p99 * 1e3:7.1f} ms  "
+                f"failed {lv.failed}",
+                flush=True,
+            )
+            out.append(lv)
+        return out
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", action="append", default=[], metavar="NAME=URL")
+    ap.add_argument("--launch", action="append", default=[], metavar="NAME=COMMAND")
+    ap.add_argument("--concurrency", default="1,4,16,32")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    args = ap.parse_args()
+    specs: list[tuple[str, str | None, str | None]] = []
+    for item in args.url:
+        name, _, url = item.partition("=")
+        specs.append((name, url.rstrip("/"), None))
+    for item in args.launch:
+        name, _, cmd = item.partition("=")
+        specs.append((name, None, cmd))
+    if not specs:
+        ap.error("give at least one --url or --launch")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    print(f"machine: {platform.machine()} {platform.processor()}, python {sys.version.split()[0]}")
+    print(f"greedy chat, max_tokens {args.max_tokens}, 2 x concurrency requests per level")
+    results = {name: bench_server(name, url, cmd, levels, args.max_tokens) for name, url, cmd in specs}
+    if len(results) > 1:
+        base_name, base = next(iter(results.items()))
+        for name, other in list(results.items())[1:]:
+            print(f"\nratios {base_name} / {name}:")
+            for a, b in zip(base, other, strict=True):
+                print(
+                    f"  c={a.concurrency:<3d} throughput x{a.tokens_per_s / b.tokens_per_s:6.2f}  "
+                    f"TTFT p50 x{a.ttft_p50 / b.ttft_p50:6.3f}  ITL p50 x{a.itl_p50 / b.itl_p50:6.3f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
