@@ -60,11 +60,18 @@ def completion_logprobs(
     return CompletionLogprobs(
         tokens=[lp.token for lp in logprobs],
         token_logprobs=[clamp_logprob(lp.logprob) for lp in logprobs],
-        top_logprobs=[
-            {text: clamp_logprob(value) for _, text, _, value in lp.top[:top]} for lp in logprobs
-        ],
+        top_logprobs=[_top_by_text(lp.top[:top]) for lp in logprobs],
         text_offset=offsets,
     )
+
+
+def _top_by_text(top: Sequence[tuple[int, str, bytes, float]]) -> dict[str, float]:
+    """The legacy ``{text: logprob}`` map. Distinct tokens can share a text (partial UTF-8
+    pieces all read as U+FFFD); the list is best first, so the first one, the likelier, wins."""
+    out: dict[str, float] = {}
+    for _, text, _, value in top:
+        out.setdefault(text, clamp_logprob(value))
+    return out
 
 
 @dataclass
