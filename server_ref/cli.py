@@ -200,32 +200,25 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     import logging
+    import threading
 
     import uvicorn
 
     from server_ref.api.app import create_app
+    from server_ref.api.loading import DeferredApp
     from server_ref.engine.engine import AsyncEngine
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535")
+    if args.max_queue <= 0:
+        raise UsageError("--max-queue must be positive")
+    if args.model not in registry.MODELS and not Path(args.model).is_file():
+        registry.resolve_model(args.model)  # raises the one-line "unknown model" error now
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    engine = AsyncEngine(_load_engine(args, max_queue=args.max_queue))
-    engine.start()
-    app = create_app(
-        engine,
-        api_key=args.api_key,
-        served_model_name=args.served_model_name,
-        enable_web=not args.no_web,
-    )
-    info = engine.model_info
-    print(
-        f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')}, "
-        f"context {info.context_length}) on http://{args.host}:{args.port}",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        uvicorn.run(
+    # Bind first and load in the background: /health answers 503 until the model is ready.
+    app = DeferredApp()
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
@@ -233,8 +226,41 @@ def _run_serve(args: argparse.Namespace) -> int:
             access_log=False,  # server_ref.access logs one line per request itself
             timeout_graceful_shutdown=3,
         )
+    )
+    engines: list[AsyncEngine] = []
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            engine = AsyncEngine(_load_engine(args, max_queue=args.max_queue))
+            engine.start()
+            engines.append(engine)
+            app.app = create_app(
+                engine,
+                api_key=args.api_key,
+                served_model_name=args.served_model_name,
+                enable_web=not args.no_web,
+            )
+            info = engine.model_info
+            print(
+                f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')}, "
+                f"context {info.context_length}) on http://{args.host}:{args.port}",
+                file=sys.stderr,
+                flush=True,
+            )
+        except BaseException as exc:  # reported by the main thread as one line
+            failure.append(exc)
+            app.status = "the model failed to load"
+            server.should_exit = True
+
+    threading.Thread(target=load, name="model-loader", daemon=True).start()
+    try:
+        server.run()
     finally:
-        engine.shutdown()
+        for engine in engines:
+            engine.shutdown()
+    if failure:
+        raise failure[0]
     return 0
 
 
