@@ -15,6 +15,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server_ref.api import routes_chat, routes_completions, routes_misc
 from server_ref.api.auth import APIKeyMiddleware
@@ -70,7 +73,8 @@ def create_app(
     static = web_dir if web_dir is not None else STATIC_DIR
     if enable_web and (static / "index.html").is_file():
         # Mounted last: it answers only paths no API route claimed.
-        app.mount("/", StaticFiles(directory=static, html=True), name="web")
+        files = StaticFiles(directory=static, html=True)
+        app.mount("/", _BehindTheAPI(app, files), name="web")
 
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
@@ -78,3 +82,26 @@ def create_app(
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+class _BehindTheAPI:
+    """The web page's files, but never for a path an API route owns.
+
+    A mount at "/" fully matches every path, and Starlette prefers a full match to a route
+    that matches only the path, so ``GET /v1/chat/completions`` would be the file server's
+    404 instead of the API's 405, and ``POST /v1/nothing`` its 405 instead of a 404.
+    """
+
+    def __init__(self, app: FastAPI, files: ASGIApp) -> None:
+        self.app = app
+        self.files = files
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for route in self.app.routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.PARTIAL:  # the path is the API's, the method is not
+                await route.handle({**scope, **child_scope}, receive, send)  # its 405
+                return
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(404)
+        await self.files(scope, receive, send)
