@@ -2,6 +2,11 @@
 
     SDKError
     ├── InvalidRequestParamsError (also ValueError)  bad call arguments; raised before any HTTP
+    ├── TokenizerError (also ValueError)              sdk.tokens: bad vocabulary, rank file, sha256
+    │   └── ChatTemplateError                         a chat template failed to compile or render
+    ├── TokenBudgetError (also ValueError)            a local token check refused the call; not sent
+    │   ├── ContextWindowExceededError                prompt + max_tokens exceed the context window
+    │   └── TokenRateLimitError                       one call needs more than tokens_per_minute
     └── APIError                                      something went wrong talking to the server
         ├── APIConnectionError                        no complete answer: refused, reset, cut off
         │   └── APITimeoutError                       a connect/read/write/pool timeout fired
@@ -15,6 +20,10 @@
             ├── UnprocessableEntityError      422
             ├── RateLimitError                429
             └── InternalServerError           >= 500
+
+``TokenizerError`` and ``ChatTemplateError`` are defined in ``sdk.tokens.errors`` (the server
+raises them too); the token-budget errors carry the counts (``prompt_tokens``, ``max_tokens``,
+``context_length``) that made the call not fit.
 
 Errors carry data, not just text: a status error has ``status_code``, ``request_id`` (from
 ``x-request-id``), the parsed ``body``, ``retry_after`` (seconds, from ``retry-after-ms`` /
@@ -44,12 +53,15 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ContextWindowExceededError",
     "InternalServerError",
     "InvalidRequestParamsError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "SDKError",
+    "TokenBudgetError",
+    "TokenRateLimitError",
     "UnprocessableEntityError",
     "map_transport_errors",
     "status_error_class",
@@ -70,6 +82,45 @@ class InvalidRequestParamsError(SDKError, ValueError):
     def __init__(self, message: str, *, errors: list[Any] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []  # pydantic's error list, for programmatic inspection
+
+
+class TokenBudgetError(SDKError, ValueError):
+    """A local token check (``TokenBudget`` or ``RateLimiter``) refused the call; nothing was sent.
+
+    ``exact`` is false when the counts come from an estimate (a hosted model's public
+    encoding, or a heuristic), not from the model's own tokenizer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+        context_length: int | None = None,
+        exact: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+        self.exact = exact
+
+
+class ContextWindowExceededError(TokenBudgetError):
+    """The prompt plus ``max_tokens`` does not fit the model's context window (and the budget's
+    trim policy could not make it fit); no request was sent.
+
+    >>> try:
+    ...     client.chat.completions.create(model=m, messages=long, max_tokens=512)
+    ... except ContextWindowExceededError as exc:  # doctest: +SKIP
+    ...     print(exc.prompt_tokens, exc.max_tokens, exc.context_length)
+    """
+
+
+class TokenRateLimitError(TokenBudgetError):
+    """One call needs more tokens than the rate limiter's ``tokens_per_minute``: it could never
+    be admitted, so it fails at once instead of waiting forever."""
 
 
 class APIError(SDKError):

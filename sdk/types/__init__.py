@@ -60,6 +60,7 @@ from .tokenization import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from .tokenizer import TokenizerExport
 
 __all__ = [
     "APIObject",
@@ -105,5 +106,6 @@ __all__ = [
     "TokenizeParams",
     "TokenizeRequest",
     "TokenizeResponse",
+    "TokenizerExport",
     "TopLogprob",
 ]

@@ -1,0 +1,120 @@
+"""The tokenizer export: a model's tokenizer as data, and back.
+
+The server calls :func:`export_tokenizer` with what it read from the model file; the client
+calls :func:`tokenizer_from_export` with the JSON body and the rank file it downloaded. Both
+ends use ``build_encoding`` with the same pattern, ranks and special tokens, so they encode
+identically, placeholder ids for missing bytes included.
+
+    >>> export, ranks_file = export_tokenizer(  # doctest: +SKIP
+    ...     model="m", pattern=pat, mergeable_ranks=ranks, special_tokens=specials, n_vocab=n
+    ... )
+    >>> tokenizer_from_export(export, ranks_file).count("Hello")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+
+from sdk.tokens.encoding import build_encoding, dump_ranks, parse_ranks
+from sdk.tokens.errors import TokenizerError
+from sdk.tokens.tokenizer import ModelTokenizer
+from sdk.types import TokenizerExport
+
+__all__ = ["SUPPORTED_FORMAT", "export_tokenizer", "sha256_hex", "tokenizer_from_export"]
+
+SUPPORTED_FORMAT = "tiktoken-bpe"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def export_tokenizer(
+    *,
+    model: str,
+    pattern: str,
+    mergeable_ranks: Mapping[bytes, int],
+    special_tokens: Mapping[str, int],
+    n_vocab: int,
+    user_defined_tokens: Iterable[str] = (),
+    chat_template: str | None = None,
+    bos_token: str = "",
+    eos_token: str = "",
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    add_bos: bool = False,
+    context_length: int | None = None,
+    pre_tokenizer: str | None = None,
+) -> tuple[TokenizerExport, bytes]:
+    """The export body (ranks neither inline nor linked yet) and the rank file it describes."""
+    ranks_file = dump_ranks(mergeable_ranks)
+    export = TokenizerExport(
+        model=model,
+        format=SUPPORTED_FORMAT,
+        pattern=pattern,
+        special_tokens=dict(special_tokens),
+        user_defined_tokens=sorted(user_defined_tokens),
+        n_vocab=n_vocab,
+        ranks_sha256=sha256_hex(ranks_file),
+        chat_template=chat_template,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        add_bos=add_bos,
+        context_length=context_length,
+        pre_tokenizer=pre_tokenizer,
+    )
+    return export, ranks_file
+
+
+def check_export(export: TokenizerExport) -> None:
+    """Refuse an export this client cannot use, before downloading anything more."""
+    if export.format != SUPPORTED_FORMAT:
+        raise TokenizerError(
+            f"tokenizer format {export.format!r} of {export.model!r} is not supported "
+            f"(this client reads {SUPPORTED_FORMAT!r})"
+        )
+    if not _SHA256_HEX.fullmatch(export.ranks_sha256):
+        raise TokenizerError(f"ranks_sha256 {export.ranks_sha256!r} is not a hex sha256")
+    if export.ranks is None and not export.ranks_url:
+        raise TokenizerError("the tokenizer export has neither 'ranks' nor 'ranks_url'")
+    if export.context_length is not None and export.context_length <= 0:
+        raise TokenizerError(f"context_length must be positive, got {export.context_length}")
+
+
+def verify_ranks(export: TokenizerExport, ranks_file: bytes) -> None:
+    """``TokenizerError`` unless ``ranks_file`` hashes to the export's ``ranks_sha256``."""
+    actual = sha256_hex(ranks_file)
+    if actual != export.ranks_sha256:
+        raise TokenizerError(
+            f"the rank file of {export.model!r} is corrupt or was changed in transit: its "
+            f"sha256 is {actual}, the tokenizer export says {export.ranks_sha256}"
+        )
+
+
+def tokenizer_from_export(
+    export: TokenizerExport, ranks_file: bytes, *, model: str | None = None
+) -> ModelTokenizer:
+    """Rebuild the exact tokenizer from an export and its (sha256-verified) rank file."""
+    check_export(export)
+    verify_ranks(export, ranks_file)
+    ranks = parse_ranks(ranks_file)
+    name = model or export.model
+    encoding = build_encoding(f"export-{name}", export.pattern, ranks, dict(export.special_tokens))
+    unknown = set(export.user_defined_tokens) - set(export.special_tokens)
+    if unknown:
+        raise TokenizerError(f"user-defined tokens {sorted(unknown)[:5]} are not special tokens")
+    return ModelTokenizer(
+        model=name,
+        encoding=encoding,
+        n_vocab=export.n_vocab,
+        user_defined_tokens=frozenset(export.user_defined_tokens),
+        chat_template=export.chat_template,
+        bos_token=export.bos_token,
+        eos_token=export.eos_token,
+        context_length=export.context_length,
+    )

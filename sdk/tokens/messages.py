@@ -1,0 +1,71 @@
+"""Chat messages in the shape chat templates expect, made the same way on both sides.
+
+The server renders ``template_messages(request.messages)`` and the client counts the very
+same dicts, so a message's ``None`` content, its text parts, or its ``name`` can never make
+the two counts differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sdk.tokens.errors import ChatTemplateError
+
+__all__ = ["content_text", "template_messages"]
+
+
+def content_text(content: object) -> str:
+    """A message's content as one string: ``None`` -> ``""``, text parts joined by newlines.
+
+    >>> content_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+    'a\\nb'
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list | tuple):
+        return "\n".join(_part_text(part) for part in content)
+    raise ChatTemplateError(
+        f"message content must be a string or a list of text parts, got {content!r}"
+    )
+
+
+def _part_text(part: object) -> str:
+    text = part.get("text") if isinstance(part, Mapping) else getattr(part, "text", None)
+    if not isinstance(text, str):
+        raise ChatTemplateError(f"a content part has no text: {part!r}")
+    return text
+
+
+def template_messages(messages: Iterable[object]) -> list[dict[str, Any]]:
+    """``{"role", "content"[, "name"]}`` dicts from message dicts or ``ChatMessage`` models.
+
+    >>> template_messages([{"role": "user", "content": None, "name": "ann"}])
+    [{'role': 'user', 'content': '', 'name': 'ann'}]
+    """
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        fields = _fields(index, message)
+        item: dict[str, Any] = {
+            "role": fields.get("role"),
+            "content": content_text(fields.get("content")),
+        }
+        if fields.get("name") is not None:
+            item["name"] = fields["name"]
+        out.append(item)
+    return out
+
+
+def _fields(index: int, message: object) -> Mapping[str, Any]:
+    if isinstance(message, Mapping):
+        return message
+    dump = getattr(message, "model_dump", None)  # a pydantic ChatMessage
+    if callable(dump):
+        fields = dump()
+        if isinstance(fields, Mapping):
+            return fields
+    raise ChatTemplateError(
+        f"message {index} must be a mapping with 'role' and 'content', got {type(message).__name__}"
+    )
