@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import types
+    from . import tokens, types
     from ._async_client import AsyncClient
     from ._client import Client
     from ._exceptions import (
@@ -28,12 +28,15 @@ if TYPE_CHECKING:
         AuthenticationError,
         BadRequestError,
         ConflictError,
+        ContextWindowExceededError,
         InternalServerError,
         InvalidRequestParamsError,
         NotFoundError,
         PermissionDeniedError,
         RateLimitError,
         SDKError,
+        TokenBudgetError,
+        TokenRateLimitError,
         UnprocessableEntityError,
     )
     from ._protocol import (
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
         SSEDecoder,
     )
     from ._streaming import AsyncStream, Stream
+    from .tokens import RateLimiter, TokenBudget, Tokenizer
     from .types import ResponseInfo
 
 __all__ = [
@@ -63,11 +67,13 @@ __all__ = [
     "Client",
     "CompletionAccumulator",
     "ConflictError",
+    "ContextWindowExceededError",
     "InternalServerError",
     "InvalidRequestParamsError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiter",
     "RequestOptions",
     "ResponseInfo",
     "RetryPolicy",
@@ -75,8 +81,13 @@ __all__ = [
     "SSEDecoder",
     "ServerSentEvent",
     "Stream",
+    "TokenBudget",
+    "TokenBudgetError",
+    "TokenRateLimitError",
+    "Tokenizer",
     "UnprocessableEntityError",
     "__version__",
+    "tokens",
     "types",
 ]
 
@@ -88,6 +99,10 @@ _LAZY = {
     "Stream": "_streaming",
     "ResponseInfo": "types",
     "types": "",
+    "tokens": "",
+    "RateLimiter": "tokens",
+    "TokenBudget": "tokens",
+    "Tokenizer": "tokens",
     **dict.fromkeys(
         [
             "DEFAULT_TIMEOUT",
@@ -110,12 +125,15 @@ _LAZY = {
             "AuthenticationError",
             "BadRequestError",
             "ConflictError",
+            "ContextWindowExceededError",
             "InternalServerError",
             "InvalidRequestParamsError",
             "NotFoundError",
             "PermissionDeniedError",
             "RateLimitError",
             "SDKError",
+            "TokenBudgetError",
+            "TokenRateLimitError",
             "UnprocessableEntityError",
         ],
         "_exceptions",

@@ -32,14 +32,14 @@ from ._protocol import (
     Sent,
     Sleep,
     TimeoutTypes,
-    call_flow,
     detokenize_call,
     make_config,
-    stream_flow,
     tokenize_call,
     update_config,
 )
 from ._streaming import AsyncStream
+from .tokens.guard import guarded_call_flow, guarded_stream_flow
+from .tokens.remote import tokenizer_flow
 from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         DetokenizeKwargs,
         TokenizeKwargs,
     )
+    from .tokens import RateLimiter, TokenBudget, Tokenizer
 
 __all__ = ["AsyncClient"]
 
@@ -83,6 +84,8 @@ class AsyncClient:
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
+        token_budget: TokenBudget | None = None,
+        rate_limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -93,6 +96,8 @@ class AsyncClient:
             timeout=timeout,
             retry_policy=retry_policy,
             default_headers=default_headers,
+            token_budget=token_budget,
+            rate_limiter=rate_limiter,
         )
         if max_retries is not None:
             options["max_retries"] = max_retries
@@ -196,14 +201,23 @@ class AsyncClient:
         """
         return await self._request(*detokenize_call(tokens, kwargs))
 
+    async def tokenizer(self, model: str) -> Tokenizer:
+        """The tokenizer of ``model``, fetched once and cached (see ``Client.tokenizer``).
+
+        >>> tok = await client.tokenizer("smollm2-135m-instruct")  # doctest: +SKIP
+        >>> tok.count("Hello world")  # doctest: +SKIP
+        2
+        """
+        return await self._run(tokenizer_flow(self._config, model))
+
     # --- the driver ---------------------------------------------------------------------
 
     async def _request(self, call: APICall[T], options: RequestOptions) -> T:
-        return await self._run(call_flow(self._config, call, options))
+        return await self._run(guarded_call_flow(self._config, call, options))
 
     async def _stream(self, call: APICall[T], options: RequestOptions) -> AsyncStream[T]:
         assert call.accumulator is not None
-        start = await self._run(stream_flow(self._config, call, options))
+        start = await self._run(guarded_stream_flow(self._config, call, options))
         return AsyncStream(start, call.accumulator())
 
     async def _run(self, flow: Flow[R]) -> R:

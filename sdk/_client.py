@@ -34,14 +34,14 @@ from ._protocol import (
     Sent,
     Sleep,
     TimeoutTypes,
-    call_flow,
     detokenize_call,
     make_config,
-    stream_flow,
     tokenize_call,
     update_config,
 )
 from ._streaming import Stream
+from .tokens.guard import guarded_call_flow, guarded_stream_flow
+from .tokens.remote import tokenizer_flow
 from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         Models,
         TokenizeKwargs,
     )
+    from .tokens import RateLimiter, TokenBudget, Tokenizer
 
 __all__ = ["Client"]
 
@@ -77,6 +78,12 @@ class Client:
     ``timeout`` is an ``httpx.Timeout`` or seconds (``None``: no timeout). Pass
     ``http_client`` to share a pool (it is then yours to close) or ``transport`` to replace
     the network (``httpx.MockTransport`` in tests). ``sleep`` is what retries wait with.
+
+    ``token_budget`` (``sdk.TokenBudget``) checks every chat and completion call against the
+    model's context window before sending it, trimming it if asked; ``rate_limiter``
+    (``sdk.RateLimiter``) keeps calls under requests/tokens per minute. Both are off by
+    default, and then no call costs anything extra; when on, each model's tokenizer is
+    fetched once per client (see ``tokenizer``).
     """
 
     def __init__(
@@ -88,6 +95,8 @@ class Client:
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
+        token_budget: TokenBudget | None = None,
+        rate_limiter: RateLimiter | None = None,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -98,6 +107,8 @@ class Client:
             timeout=timeout,
             retry_policy=retry_policy,
             default_headers=default_headers,
+            token_budget=token_budget,
+            rate_limiter=rate_limiter,
         )
         if max_retries is not None:
             options["max_retries"] = max_retries
@@ -201,14 +212,27 @@ class Client:
         """
         return self._request(*detokenize_call(tokens, kwargs))
 
+    def tokenizer(self, model: str) -> Tokenizer:
+        """The tokenizer of ``model``, fetched once (``GET /models/{model}/tokenizer``) and
+        cached on disk by its sha256; counts equal the server's when ``exact`` is true.
+
+        >>> tok = client.tokenizer("smollm2-135m-instruct")  # doctest: +SKIP
+        >>> tok.count_chat([{"role": "user", "content": "Hi"}]), tok.exact  # doctest: +SKIP
+        (10, True)
+
+        Servers without the export get a hosted model's public encoding or an estimate
+        (``exact=False``, with a ``TokenCountWarning``).
+        """
+        return self._run(tokenizer_flow(self._config, model))
+
     # --- the driver ---------------------------------------------------------------------
 
     def _request(self, call: APICall[T], options: RequestOptions) -> T:
-        return self._run(call_flow(self._config, call, options))
+        return self._run(guarded_call_flow(self._config, call, options))
 
     def _stream(self, call: APICall[T], options: RequestOptions) -> Stream[T]:
         assert call.accumulator is not None
-        start = self._run(stream_flow(self._config, call, options))
+        start = self._run(guarded_stream_flow(self._config, call, options))
         return Stream(start, call.accumulator())
 
     def _run(self, flow: Flow[R]) -> R:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from .accumulate import Accumulator, ChatCompletionAccumulator, CompletionAccumulator
 from .flow import (
     Action,
+    AttemptHooks,
     Close,
     Flow,
     ReadBody,
@@ -79,6 +80,7 @@ __all__ = [
     "APICall",
     "Accumulator",
     "Action",
+    "AttemptHooks",
     "ChatCompletionAccumulator",
     "ChunkDecoder",
     "ClientConfig",

@@ -18,6 +18,9 @@ object (or a ``StreamStart``) or raises. ``Client`` drives it with plain calls a
 
 Retry decisions come from a tenacity ``Retrying`` used as a state machine (``iter``):
 ``DoAttempt`` -> run one attempt, ``DoSleep`` -> yield ``Sleep``, anything else is the result.
+
+``AttemptHooks`` (optional) run around every attempt: ``before_attempt`` may yield ``Sleep``s
+(the client-side rate limiter waits there), ``after_attempt`` sees the result or the error.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
 import httpx
 import pydantic
@@ -42,6 +45,7 @@ from .stream import ChunkDecoder
 
 __all__ = [
     "Action",
+    "AttemptHooks",
     "Close",
     "Flow",
     "ReadBody",
@@ -98,6 +102,14 @@ Action: TypeAlias = Send | ReadBody | ReadChunk[Any] | Close | Sleep
 Flow: TypeAlias = Generator[Action, Any, R]
 
 
+class AttemptHooks(Protocol):
+    """Called around each attempt of a call (``sdk.tokens.ratelimit`` implements it)."""
+
+    def before_attempt(self) -> Flow[None]: ...
+
+    def after_attempt(self, result: object, error: APIError | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class StreamStart(Generic[T, C]):
     """A stream that delivered its first chunks (or ``[DONE]``); the rest is the caller's."""
@@ -114,6 +126,7 @@ def call_flow(
     call: APICall[T],
     options: RequestOptions,
     clock: Callable[[], float] = time.time,
+    hooks: AttemptHooks | None = None,
 ) -> Flow[T]:
     """Send ``call`` with retries and return the parsed response object."""
 
@@ -124,7 +137,7 @@ def call_flow(
             raise make_status_error(response, content, clock())
         return parse_response(call, response, content, retries)
 
-    return _retrying(config, call, options, attempt)
+    return _retrying(config, call, options, attempt, hooks)
 
 
 def stream_flow(
@@ -132,6 +145,7 @@ def stream_flow(
     call: APICall[T],
     options: RequestOptions,
     clock: Callable[[], float] = time.time,
+    hooks: AttemptHooks | None = None,
 ) -> Flow[StreamStart[T, Any]]:
     """Open a stream with retries, up to its first event; failures after that are final."""
 
@@ -160,7 +174,7 @@ def stream_flow(
         info = response_info(response, retries)
         return StreamStart(response, sent.chunks, decoder, first, info)
 
-    return _retrying(config, call, options, attempt)
+    return _retrying(config, call, options, attempt, hooks)
 
 
 def _retrying(
@@ -168,6 +182,7 @@ def _retrying(
     call: APICall[Any],
     options: RequestOptions,
     attempt: Callable[[Sent[Any], int], Flow[R]],
+    hooks: AttemptHooks | None = None,
 ) -> Flow[R]:
     policy = config.retry
     if "max_retries" in options:
@@ -183,6 +198,8 @@ def _retrying(
     while True:
         action = retrying.iter(state)
         if isinstance(action, tenacity.DoAttempt):
+            if hooks is not None:
+                yield from hooks.before_attempt()
             retries = state.attempt_number - 1
             request = build_request(
                 config, call, options, retries_taken=retries, idempotency_key=key
@@ -195,8 +212,12 @@ def _retrying(
                     yield Close(sent.response)  # free the connection before any retry sleep
                     raise
             except APIError as exc:
+                if hooks is not None:
+                    hooks.after_attempt(None, exc)
                 state.set_exception((type(exc), exc, exc.__traceback__))
             else:
+                if hooks is not None:
+                    hooks.after_attempt(result, None)
                 state.set_result(result)
         elif isinstance(action, tenacity.DoSleep):
             state.prepare_for_next_attempt()

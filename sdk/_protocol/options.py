@@ -9,6 +9,11 @@ from typing import Any, TypedDict, cast
 
 import httpx
 
+# Light modules (no tiktoken, no jinja2): imported at run time so the TypedDicts resolve.
+from ..tokens.budget import TokenBudget
+from ..tokens.ratelimit import RateLimiter
+from ..tokens.registry import TokenizerRegistry
+
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
@@ -70,13 +75,17 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Everything a client needs to build requests; immutable, so copies share nothing mutable."""
+    """Everything a client needs to build requests; immutable, so copies share nothing mutable
+    except, on purpose, the rate limiter and the tokenizers fetched so far."""
 
     base_url: httpx.URL
     api_key: str | None = field(repr=False)
     timeout: httpx.Timeout
     retry: RetryPolicy
     headers: Mapping[str, str]
+    token_budget: TokenBudget | None = field(default=None, repr=False)
+    rate_limiter: RateLimiter | None = field(default=None, repr=False)
+    tokenizers: TokenizerRegistry = field(default_factory=TokenizerRegistry, repr=False)
 
     @property
     def root_url(self) -> httpx.URL:
@@ -96,12 +105,17 @@ class ClientOptions(TypedDict, total=False):
     max_retries: int
     retry_policy: RetryPolicy | None
     default_headers: Mapping[str, str] | None
+    token_budget: TokenBudget | None
+    rate_limiter: RateLimiter | None
 
 
 class RequestOptions(TypedDict, total=False):
     """Per-call overrides accepted by every resource method.
 
     >>> client.models.list(timeout=2.0, max_retries=0)  # doctest: +SKIP
+
+    ``budget`` replaces the client's ``token_budget`` for one chat or completion call
+    (``None`` turns the check off); other calls ignore it.
     """
 
     timeout: TimeoutTypes
@@ -110,6 +124,7 @@ class RequestOptions(TypedDict, total=False):
     extra_query: Mapping[str, str]
     extra_body: Mapping[str, object]
     idempotency_key: str
+    budget: TokenBudget | None
 
 
 _REQUEST_OPTION_KEYS = frozenset(RequestOptions.__annotations__)
@@ -146,6 +161,8 @@ def make_config(options: ClientOptions, env: Mapping[str, str]) -> ClientConfig:
         timeout=to_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
         retry=policy,
         headers=dict(options.get("default_headers") or {}),
+        token_budget=options.get("token_budget"),
+        rate_limiter=options.get("rate_limiter"),
     )
 
 
@@ -162,6 +179,8 @@ def update_config(config: ClientConfig, changes: ClientOptions) -> ClientConfig:
         timeout=to_timeout(changes["timeout"]) if "timeout" in changes else config.timeout,
         retry=policy,
         headers={**config.headers, **(changes.get("default_headers") or {})},
+        token_budget=changes.get("token_budget", config.token_budget),
+        rate_limiter=changes.get("rate_limiter", config.rate_limiter),
     )
 
 

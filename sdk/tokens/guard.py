@@ -1,0 +1,229 @@
+"""Token budgets and rate limits in front of chat and completion calls (a sans-I/O flow).
+
+``guarded_call_flow`` / ``guarded_stream_flow`` are what the clients run for every call.
+Without a ``token_budget`` or ``rate_limiter`` they are exactly ``call_flow`` /
+``stream_flow``: no tokenizer, no counting, no extra request. With one of them, a chat or
+completion call is counted first (the model's tokenizer is fetched once per client, see
+``sdk.tokens.remote``), planned (``sdk.tokens.budget``: sent as is, ``max_tokens``
+clamped, trimmed, or ``ContextWindowExceededError`` with nothing sent), and every attempt
+passes the rate limiter (``sdk.tokens.ratelimit``).
+
+Counting, in order of preference: the model's own tokenizer (exact); for a server without
+the export, its ``/tokenize`` (exact, one round trip per count); the hosted-model encoding
+or an estimate (``exact=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from sdk._exceptions import InvalidRequestParamsError, TokenBudgetError
+from sdk._protocol.flow import AttemptHooks, Flow, StreamStart, call_flow, stream_flow
+from sdk._protocol.options import ClientConfig, RequestOptions
+from sdk._protocol.request import APICall
+from sdk.tokens.budget import (
+    BudgetPlan,
+    CountRequest,
+    Planner,
+    TokenBudget,
+    plan_chat,
+    plan_counted,
+    plan_prompt,
+)
+from sdk.types import APIObject
+
+__all__ = ["guarded_call_flow", "guarded_stream_flow"]
+
+T = TypeVar("T", bound=APIObject)
+
+_CHAT, _COMPLETION = "/chat/completions", "/completions"
+
+
+def guarded_call_flow(config: ClientConfig, call: APICall[T], options: RequestOptions) -> Flow[T]:
+    """``call_flow`` behind the client's token budget and rate limiter, when it has them."""
+    if not _guarded(config, options):
+        return (yield from call_flow(config, call, options))
+    call, hooks = yield from _prepare(config, call, options)
+    return (yield from call_flow(config, call, options, hooks=hooks))
+
+
+def guarded_stream_flow(
+    config: ClientConfig, call: APICall[T], options: RequestOptions
+) -> Flow[StreamStart[T, Any]]:
+    """``stream_flow`` behind the client's token budget and rate limiter, when it has them.
+
+    A stream's reservation is not refunded: its usage is only known when it has been read.
+    """
+    if not _guarded(config, options):
+        return (yield from stream_flow(config, call, options))
+    call, hooks = yield from _prepare(config, call, options)
+    return (yield from stream_flow(config, call, options, hooks=hooks))
+
+
+def _guarded(config: ClientConfig, options: RequestOptions) -> bool:
+    return (
+        config.token_budget is not None
+        or config.rate_limiter is not None
+        or options.get("budget") is not None
+    )
+
+
+def _prepare(
+    config: ClientConfig, call: APICall[T], options: RequestOptions
+) -> Flow[tuple[APICall[T], AttemptHooks | None]]:
+    budget = options.get("budget", config.token_budget)
+    limiter = config.rate_limiter
+    counted = call.path in (_CHAT, _COMPLETION) and call.body is not None
+    needs_count = counted and (
+        budget is not None or (limiter is not None and limiter.tokens_per_minute is not None)
+    )
+    reserve = 0
+    if needs_count:
+        assert call.body is not None
+        body, reserve = yield from _plan(config, call.path, dict(call.body), budget)
+        call = replace(call, body=body)
+    return call, (limiter.attempt_hooks(reserve) if limiter is not None else None)
+
+
+@dataclass
+class _Counter:
+    """Counts for one call: local, or the server's /tokenize when local is an estimate."""
+
+    config: ClientConfig
+    model: str
+    tokenizer: Any
+    exact: bool
+    server_context: int | None = None
+
+    def count(self, request: CountRequest) -> Flow[int]:
+        if self.tokenizer.source == "estimate":
+            from sdk.tokens.remote import remote_count_flow
+
+            remote = yield from remote_count_flow(self.config, self.model, request)
+            if remote is not None:
+                self.exact = True
+                count, context = remote
+                self.server_context = self.server_context or context
+                return count
+            self.exact = False
+        if isinstance(request, str):
+            return int(self.tokenizer.count(request))
+        return int(self.tokenizer.count_chat(request))
+
+    def context_length(self, budget: TokenBudget | None) -> int | None:
+        explicit = budget.context_length if budget is not None else None
+        return explicit or self.tokenizer.context_length or self.server_context
+
+
+def _plan(
+    config: ClientConfig, path: str, body: dict[str, Any], budget: TokenBudget | None
+) -> Flow[tuple[dict[str, Any], int]]:
+    """The body to send (trimmed, clamped) and the tokens the call may use in all."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestParamsError(
+            "a token budget or a tokens-per-minute limit needs to know the model: pass model=..."
+        )
+    from sdk.tokens.remote import tokenizer_flow
+
+    tokenizer = yield from tokenizer_flow(config, model)
+    counter = _Counter(config, model, tokenizer, exact=tokenizer.exact)
+    max_key = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
+    max_tokens: int | None = body.get(max_key)
+    choices = int(body.get("n") or 1)
+
+    if path == _CHAT:
+        first = yield from counter.count(body["messages"])
+        plans = [(yield from _run(counter, first, budget, max_tokens, chat=body["messages"]))]
+        if plans[0].messages is not None:
+            body["messages"] = plans[0].messages
+    else:
+        prompts, shape = _prompts(body["prompt"])
+        plans = []
+        for prompt in prompts:
+            first = len(prompt) if isinstance(prompt, list) else (yield from counter.count(prompt))
+            plans.append((yield from _run(counter, first, budget, max_tokens, prompt=prompt)))
+        if shape == "str":
+            body["prompt"] = plans[0].prompt
+        elif shape == "strs":
+            body["prompt"] = [plan.prompt for plan in plans]
+
+    sent_max = max_tokens
+    if max_tokens is not None and budget is not None and budget.clamp_max_tokens:
+        sent_max = min(plan.max_tokens or max_tokens for plan in plans)
+        body[max_key] = sent_max
+    reserve = 0
+    for plan in plans:
+        completion = sent_max if sent_max is not None else max(plan.completion_room, 0)
+        reserve += plan.prompt_tokens + choices * completion
+    return body, reserve
+
+
+def _run(
+    counter: _Counter,
+    first: int,
+    budget: TokenBudget | None,
+    max_tokens: int | None,
+    *,
+    chat: Any = None,
+    prompt: str | list[int] | None = None,
+) -> Flow[BudgetPlan]:
+    """Drive one planner, answering its first request with ``first``."""
+    context = counter.context_length(budget)
+    if budget is None:  # rate limiting only: a count, no check
+        room = (context - first) if context is not None else 0
+        return BudgetPlan(first, max_tokens, first + room, messages=chat, prompt=_text(prompt))
+    if context is None:
+        raise TokenBudgetError(
+            f"the context window of {counter.model!r} is unknown (the server does not report "
+            "it); pass TokenBudget(context_length=...) to check calls against it",
+            prompt_tokens=first,
+            max_tokens=max_tokens,
+            exact=counter.exact,
+        )
+    exact = counter.exact
+    planner: Planner
+    if chat is not None:
+        planner = plan_chat(
+            chat, max_tokens=max_tokens, context_length=context, budget=budget, exact=exact
+        )
+    elif isinstance(prompt, str):
+        planner = plan_prompt(
+            prompt, max_tokens=max_tokens, context_length=context, budget=budget, exact=exact
+        )
+    else:  # token ids: nothing to trim
+        return plan_counted(
+            first, max_tokens=max_tokens, context_length=context, budget=budget, exact=exact
+        )
+    return (yield from _drive(planner, counter, first))
+
+
+def _drive(planner: Planner, counter: _Counter, first: int) -> Generator[Any, Any, BudgetPlan]:
+    try:
+        next(planner)
+        request = planner.send(first)
+        while True:
+            count = yield from counter.count(request)
+            request = planner.send(count)
+    except StopIteration as stop:
+        plan: BudgetPlan = stop.value
+        return plan
+
+
+def _prompts(prompt: Any) -> tuple[list[str | list[int]], str]:
+    """A completion prompt's four shapes as a list, and which shape it was."""
+    if isinstance(prompt, str):
+        return [prompt], "str"
+    if prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt), "strs"
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [list(prompt)], "ids"
+    return [list(p) for p in prompt], "batch-ids"
+
+
+def _text(prompt: str | list[int] | None) -> str | None:
+    return prompt if isinstance(prompt, str) else None

@@ -1,0 +1,173 @@
+"""Getting a model's tokenizer from its server, once: the flows behind ``client.tokenizer()``.
+
+``tokenizer_flow`` (a sans-I/O flow, driven by ``Client`` and ``AsyncClient`` alike):
+
+1. the client's registry already has it -> done, no request;
+2. ``GET {base_url}/models/{model}/tokenizer`` -> the export (pattern, special tokens,
+   template, context length, the rank file's sha256);
+3. the rank file: inline in the export, else from the disk cache (verified against the
+   sha256 on every load; a corrupt file is deleted), else ``GET ranks_url`` (same server
+   only, verified, then cached);
+4. a server without the endpoint (404/405/501..., as llama.cpp, vLLM and hosted APIs answer):
+   a well-known hosted model name gets its public tiktoken encoding, anything else the best
+   estimate, with a ``TokenCountWarning``; both ``exact=False``.
+
+``remote_count_flow`` asks a server's ``/tokenize`` (vLLM's extension) for an exact count;
+budgets use it when the local tokenizer is only an estimate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sdk._exceptions import APIResponseValidationError, APIStatusError
+from sdk._protocol.flow import Flow, ReadBody, Send, call_flow, make_status_error
+from sdk._protocol.options import ClientConfig, RequestOptions
+from sdk._protocol.request import APICall, build_request, model_retrieve_call, tokenize_call
+from sdk.tokens.errors import TokenizerError
+from sdk.tokens.hosted import TokenCountWarning, estimate_tokenizer, hosted_tokenizer
+from sdk.tokens.tokenizer import Tokenizer
+from sdk.types import TokenizerExport
+
+__all__ = ["means_unsupported", "remote_count_flow", "tokenizer_flow"]
+
+# Statuses with which servers say "no such endpoint here" (FastAPI, vLLM, llama.cpp, proxies).
+_UNSUPPORTED = frozenset({400, 404, 405, 406, 410, 415, 422, 501})
+
+
+def means_unsupported(exc: Exception) -> bool:
+    """Did the server answer "I don't have this endpoint" (rather than "no such model")?"""
+    if isinstance(exc, APIResponseValidationError):
+        return True  # a 2xx that is not our JSON: some other endpoint, or a web page
+    if isinstance(exc, APIStatusError):
+        return exc.status_code in _UNSUPPORTED and exc.code != "model_not_found"
+    return False
+
+
+def tokenizer_flow(config: ClientConfig, model: str) -> Flow[Tokenizer]:
+    """The tokenizer of ``model`` on ``config``'s server (fetched once per client)."""
+    if not isinstance(model, str) or not model:
+        raise TokenizerError(f"model must be a non-empty string, got {model!r}")
+    server = str(config.root_url)
+    known = config.tokenizers.get(server, model)
+    if known is not None:
+        return known
+    tokenizer = yield from _fetch(config, model)
+    return config.tokenizers.put(server, model, tokenizer)
+
+
+def _fetch(config: ClientConfig, model: str) -> Flow[Tokenizer]:
+    path = f"/models/{quote(model, safe='')}/tokenizer"
+    call = APICall("GET", path, TokenizerExport.model_validate)
+    try:
+        export = yield from call_flow(config, call, RequestOptions())
+    except (APIStatusError, APIResponseValidationError) as exc:
+        if not means_unsupported(exc):
+            raise
+        return (yield from _without_export(config, model, exc))
+
+    from sdk.tokens.export import check_export, tokenizer_from_export, verify_ranks
+
+    check_export(export)
+    if export.ranks is not None:
+        ranks_file = export.ranks.encode("utf-8")
+    else:
+        assert export.ranks_url is not None  # check_export
+        cache = config.tokenizers.cache
+        cached = cache.load(export.ranks_sha256)
+        if cached is None:
+            url = _export_url(config, call).join(export.ranks_url)
+            ranks_file = yield from _download(config, url)
+            verify_ranks(export, ranks_file)
+            cache.store(export.ranks_sha256, ranks_file)
+        else:
+            ranks_file = cached
+    return tokenizer_from_export(export, ranks_file, model=model)
+
+
+def _export_url(config: ClientConfig, call: APICall[Any]) -> httpx.URL:
+    request = build_request(config, call, RequestOptions(), retries_taken=0, idempotency_key=None)
+    return request.url
+
+
+def _download(config: ClientConfig, url: httpx.URL) -> Flow[bytes]:
+    """GET ``url`` (on the client's own server: it carries the API key) as bytes."""
+    base = config.base_url
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        raise TokenizerError(
+            f"the tokenizer's ranks_url points to another server ({url.scheme}://{url.host}); "
+            "only the server's own URLs are followed"
+        )
+    template = build_request(
+        config,
+        APICall("GET", "/", TokenizerExport.model_validate),
+        RequestOptions(),
+        retries_taken=0,
+        idempotency_key=None,
+    )
+    headers = {k: v for k, v in template.headers.items() if k.lower() != "accept"}
+    request = httpx.Request(
+        "GET", url, headers={**headers, "Accept": "text/plain"}, extensions=template.extensions
+    )
+    sent = yield Send(request)
+    content: bytes = yield ReadBody(sent.response)
+    if sent.response.status_code >= 400:
+        raise make_status_error(sent.response, content, 0.0)
+    return content
+
+
+def _without_export(config: ClientConfig, model: str, exc: Exception) -> Flow[Tokenizer]:
+    hosted = hosted_tokenizer(model)
+    if hosted is not None:
+        return hosted
+    status = getattr(exc, "status_code", "?")
+    warnings.warn(
+        f"{config.root_url} has no tokenizer export for {model!r} (status {status}); "
+        "token counts for it are estimates (exact=False)",
+        TokenCountWarning,
+        stacklevel=2,
+    )
+    return estimate_tokenizer(model, context_length=(yield from _context_length(config, model)))
+
+
+def _context_length(config: ClientConfig, model: str) -> Flow[int | None]:
+    """``max_model_len`` from the model card (vLLM and server_ref report it), if any."""
+    try:
+        card = yield from call_flow(config, *model_retrieve_call(model, {}))
+    except (APIStatusError, APIResponseValidationError):
+        return None
+    value = card.max_model_len
+    return value if value is not None and value > 0 else None
+
+
+def remote_count_flow(
+    config: ClientConfig, model: str, request: list[dict[str, Any]] | str
+) -> Flow[tuple[int, int | None] | None]:
+    """(tokens, the server's context length) from ``POST /tokenize``, or ``None`` when the
+    server has no such endpoint (remembered, and warned about once)."""
+    server = str(config.root_url)
+    if config.tokenizers.tokenize_missing(server):
+        return None
+    params: dict[str, Any] = {"model": model}
+    if isinstance(request, str):
+        params["prompt"] = request
+    else:
+        params.update(messages=request, add_generation_prompt=True)
+    try:
+        answer = yield from call_flow(config, *tokenize_call(params))
+    except (APIStatusError, APIResponseValidationError) as exc:
+        if not means_unsupported(exc):
+            raise
+        config.tokenizers.mark_tokenize_missing(server)
+        warnings.warn(
+            f"{config.root_url} has no /tokenize endpoint either; token budgets for {model!r} "
+            "use estimates (exact=False)",
+            TokenCountWarning,
+            stacklevel=2,
+        )
+        return None
+    return answer.count, answer.max_model_len
