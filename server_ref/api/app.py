@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server_ref.api import routes_chat, routes_completions, routes_misc
+from server_ref.api import routes_chat, routes_completions, routes_misc, routes_tokenizer
 from server_ref.api.auth import APIKeyMiddleware
 from server_ref.api.errors import install_error_handlers
 from server_ref.api.metrics import Metrics
@@ -65,6 +65,7 @@ def create_app(
         retry_after=retry_after,
     )
     install_error_handlers(app)
+    app.include_router(routes_tokenizer.router)  # before routes_misc's /v1/models/{id:path}
     app.include_router(routes_misc.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_completions.router)

@@ -11,6 +11,7 @@ import jinja2
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from sdk.tokens import template_messages
 from sdk.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -40,20 +41,11 @@ LOGPROB_FLOOR = -9999.0  # -inf is not JSON; vLLM uses the same floor
 
 
 def message_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the chat template expects them: text parts joined, ``None`` -> ``""``."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.content is None:
-            content = ""
-        elif isinstance(m.content, str):
-            content = m.content
-        else:
-            content = "\n".join(part.text for part in m.content)
-        message: dict[str, Any] = {"role": m.role, "content": content}
-        if m.name is not None:
-            message["name"] = m.name
-        out.append(message)
-    return out
+    """Messages as the chat template expects them: text parts joined, ``None`` -> ``""``.
+
+    The SDK counts tokens from the same function, so its counts match ``usage``.
+    """
+    return template_messages(messages)
 
 
 def render_chat(
