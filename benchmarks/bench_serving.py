@@ -21,7 +21,6 @@ import json
 import platform
 import shlex
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -213,15 +212,19 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"machine: {platform.machine()} {platform.processor()}, python {sys.version.split()[0]}")
     print(f"greedy chat, max_tokens {args.max_tokens}, 2 x concurrency requests per level")
-    results = {name: bench_server(name, url, cmd, levels, args.max_tokens) for name, url, cmd in specs}
+    results = {
+        name: bench_server(name, url, cmd, levels, args.max_tokens) for name, url, cmd in specs
+    }
     if len(results) > 1:
         base_name, base = next(iter(results.items()))
         for name, other in list(results.items())[1:]:
             print(f"\nratios {base_name} / {name}:")
             for a, b in zip(base, other, strict=True):
                 print(
-                    f"  c={a.concurrency:<3d} throughput x{a.tokens_per_s / b.tokens_per_s:6.2f}  "
-                    f"TTFT p50 x{a.ttft_p50 / b.ttft_p50:6.3f}  ITL p50 x{a.itl_p50 / b.itl_p50:6.3f}"
+                    f"  c={a.concurrency:<3d} "
+                    f"throughput x{a.tokens_per_s / b.tokens_per_s:6.2f}  "
+                    f"TTFT p50 x{a.ttft_p50 / b.ttft_p50:6.3f}  "
+                    f"ITL p50 x{a.itl_p50 / b.itl_p50:6.3f}"
                 )
 
 
