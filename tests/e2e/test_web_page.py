@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -282,6 +283,18 @@ def test_missing_api_key_is_shown_in_the_page(page: Page, keyed_server: LiveServ
     # The failed turn is not history.
     assert [m["role"] for m in posted_messages(request_info.value)] == ["user"]
     page.wait_for_selector(f"{LAST_REPLY}.done")
+
+
+def test_page_is_served_and_self_contained(server: LiveServer) -> None:
+    # Offline by construction: nothing in the page points outside this server.
+    for name, content_type in [
+        ("", "text/html"),
+        ("app.js", "javascript"),
+        ("style.css", "text/css"),
+    ]:
+        r = httpx.get(f"{server.base_url}/{name}")
+        assert r.status_code == 200 and content_type in r.headers["content-type"], name
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", r.text, re.I), name
 
 
 # -- the page's error paths and parser, with the chat endpoint stubbed ----------------------
