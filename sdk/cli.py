@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +103,9 @@ def _run_chat(args: argparse.Namespace) -> int:
     from sdk._exceptions import APIError
 
     interactive = sys.stdin.isatty()
+    sampling = _sampling(args)  # bad flags fail before anything is sent
     with _client(args) as client:
-        chat = _Chat(
-            client, _pick_model(client, args.model), args.system, _sampling(args), args.usage
-        )
+        chat = _Chat(client, _pick_model(client, args.model), args.system, sampling, args.usage)
         if interactive:
             _note(f"chatting with {chat.model} at {client.base_url}; {COMMANDS_HELP}")
         for line in _user_lines(interactive):
@@ -123,7 +123,7 @@ def _run_chat(args: argparse.Namespace) -> int:
                 chat.turn(text, sys.stdout)
             except KeyboardInterrupt:
                 _end_line(sys.stdout)
-                _note("(reply stopped)")
+                _note("(reply stopped)", always=True)
             except APIError as exc:
                 if not interactive:  # a script must see the failure in the exit status
                     raise
@@ -170,6 +170,7 @@ def _add_complete(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_complete(args: argparse.Namespace) -> int:
+    sampling = _sampling(args)
     prompt = _read_text("-") if args.prompt == "-" else args.prompt
     with _client(args) as client:
         stream = client.completions.create(
@@ -177,7 +178,7 @@ def _run_complete(args: argparse.Namespace) -> int:
             prompt=prompt,
             stream=True,
             **_stream_extras(args.usage),
-            **_sampling(args),
+            **sampling,
         )
         with stream:
             _echo(stream.text_stream, sys.stdout)
@@ -199,22 +200,35 @@ def _run_count(args: argparse.Namespace) -> int:
     text = _read_text(args.file)
     with _client(args) as client:
         model = _pick_model(client, args.model)
-        count, exact = _count_tokens(client, model, text)
-    if exact:
-        print(f"{count} tokens (exact, {model}'s own tokenizer)")
-    else:
-        print(f"~{count} tokens (estimate: {model} does not export its tokenizer)")
+        count, how = _count_tokens(client, model, text)
+    print(f"{count} tokens ({how})")
     return 0
 
 
-def _count_tokens(client: Client, model: str, text: str) -> tuple[int, bool]:
-    """Tokens of ``text`` for ``model``, and whether the count is exact."""
-    from sdk._exceptions import NotFoundError
+def _count_tokens(client: Client, model: str, text: str) -> tuple[str, str]:
+    """``text``'s token count for ``model`` ("~" in front of an estimate) and how it was made.
 
+    Exact when the server exports its tokenizer (counted here, with the model's own
+    vocabulary) or answers ``POST /tokenize``; otherwise an estimate, and labelled as one.
+    """
+    from sdk._exceptions import APIStatusError
+    from sdk.tokens import TokenCountWarning
+
+    with warnings.catch_warnings():  # the label below says what the warning would
+        warnings.simplefilter("ignore", TokenCountWarning)
+        tokenizer = client.tokenizer(model)
+    if tokenizer.exact:
+        return str(tokenizer.count(text)), f"exact, {model}'s own tokenizer"
     try:
-        return client.tokenize(model=model, prompt=text).count, True
-    except NotFoundError:  # no /tokenize on this server
-        return max(1, round(len(text.encode("utf-8")) / 4)) if text else 0, False
+        return str(client.tokenize(model=model, prompt=text).count), "exact, counted by the server"
+    except APIStatusError as exc:
+        if exc.status_code not in (404, 405, 501):  # 4xx for "no such endpoint" only
+            raise
+    if tokenizer.source == "hosted":
+        how = f"estimate: the public encoding of hosted model {model}"
+    else:
+        how = f"estimate: the server exports no tokenizer for {model}"
+    return f"~{tokenizer.count(text)}", how
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -454,6 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(_describe_api_error(exc), 1)
         usage = isinstance(exc, UsageError | InvalidRequestParamsError)
         return _fail(_describe(exc), 2 if usage else 1)
+    except Exception as exc:  # a bug: still one line, with the way to the details
+        if args.traceback:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback)", 1)
 
 
 def _prog() -> str:
