@@ -52,12 +52,14 @@ def weight_bytes_per_token(model: Llama) -> int:
     return total
 
 
-def decode_tps(model: Llama, batch: int, prompt_len: int, steps: int) -> float:
+def decode_tps(
+    model: Llama, batch: int, prompt_len: int, steps: int, graphs: bool = False
+) -> float:
     blocks = BlockManager(num_blocks=batch * ((prompt_len + steps) // 16 + 2), block_size=16)
     sched = Scheduler(
         blocks, max_num_seqs=batch, max_queue=batch, max_batched_tokens=batch * prompt_len
     )
-    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size, decode_graphs=graphs)
     g = torch.Generator().manual_seed(0)
     seqs = []
     for i in range(batch):
@@ -75,7 +77,8 @@ def decode_tps(model: Llama, batch: int, prompt_len: int, steps: int) -> float:
             seq.output_ids.append(tok)
 
     step()  # prefill (and warm-up)
-    step()
+    for _ in range(3):  # decode warm-up (captures the graph buckets it needs)
+        step()
     sync(runner.device)
     t = time.perf_counter()
     for _ in range(steps):
@@ -105,8 +108,15 @@ def main() -> None:
         f"model {cfg.name}  device {device} ({name}, "
         f"{torch.get_num_threads()} threads)  dtype {dtype}"
     )
+    # on CUDA, decode steps both eagerly and as replayed CUDA graphs (what the server does)
+    modes = ["eager", "cuda-graphs"] if device.type == "cuda" else ["eager"]
     results = [
-        (b, decode_tps(model, b, args.prompt_len, args.steps))
+        (
+            f"{mode:11s} batch {b:3d}",
+            b,
+            decode_tps(model, b, args.prompt_len, args.steps, mode != "eager"),
+        )
+        for mode in modes
         for b in (int(x) for x in args.batches.split(","))
     ]
     wb = weight_bytes_per_token(model)
@@ -117,9 +127,9 @@ def main() -> None:
         f"measured read bandwidth {bw / 1e9:.1f} GB/s"
     )
     print(f"bandwidth bound at batch 1: {bound:.1f} tokens/s")
-    for b, tps in results:
+    for label, b, tps in results:
         print(
-            f"batch {b:3d}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
+            f"{label}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
             f"{tps / bound:5.2f}x the batch-1 bound)"
         )
 

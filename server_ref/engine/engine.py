@@ -62,6 +62,7 @@ class EngineConfig:
     block_size: int = 16
     kv_cache_mib: int | None = None  # default: 512 MiB on CPU, 8 GiB on CUDA
     max_model_len: int | None = None  # default: the model's context length, capped by the cache
+    cuda_graphs: bool = True  # replay captured graphs for decode steps on CUDA
 
 
 class LLMEngine:
@@ -120,7 +121,14 @@ class LLMEngine:
             max_queue=config.max_queue,
             max_batched_tokens=config.max_batched_tokens,
         )
-        return cls(ModelRunner(model, num_blocks, config.block_size), tokenizer, scheduler, info)
+        runner = ModelRunner(
+            model,
+            num_blocks,
+            config.block_size,
+            decode_graphs=device.type == "cuda" and config.cuda_graphs,
+            max_batch=config.max_num_seqs,
+        )
+        return cls(runner, tokenizer, scheduler, info)
 
     # -- requests -----------------------------------------------------------------------------
 

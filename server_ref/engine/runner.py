@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from server_ref.engine.cuda_graphs import DecodeGraphs
 from server_ref.engine.scheduler import ScheduledSeq
 from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
 
@@ -27,11 +28,39 @@ def pick_device(name: str = "auto") -> tuple[torch.device, torch.dtype]:
 
 
 class ModelRunner:
-    def __init__(self, model: Llama, num_blocks: int, block_size: int) -> None:
+    """Owns the model and its KV cache.
+
+    ``decode_graphs``: run pure-decode steps through ``DecodeGraphs`` (captured CUDA graphs on
+    a GPU; the same padded path eagerly on CPU, for tests).
+    """
+
+    def __init__(
+        self,
+        model: Llama,
+        num_blocks: int,
+        block_size: int,
+        *,
+        decode_graphs: bool = False,
+        max_batch: int = 256,
+    ) -> None:
         self.model = model
         self.device = model.device
-        self.cache = KVCache.allocate(model.cfg, num_blocks, block_size, self.device, model.dtype)
+        # one block more than the scheduler hands out: its first slot is the padding rows' trash
+        self.cache = KVCache.allocate(
+            model.cfg, num_blocks + 1, block_size, self.device, model.dtype
+        )
         self.block_size = block_size
+        self.graphs = (
+            DecodeGraphs(
+                model,
+                self.cache,
+                trash_slot=num_blocks * block_size,
+                max_batch=max_batch,
+                capture=self.device.type == "cuda",
+            )
+            if decode_graphs
+            else None
+        )
 
     def _slots(self, table: list[int], start: int, end: int) -> Tensor:
         pos = torch.arange(start, end)
@@ -41,6 +70,10 @@ class ModelRunner:
     @torch.inference_mode()
     def execute(self, batch: list[ScheduledSeq], tables: list[list[int]]) -> Tensor:
         """Run one step; return fp32 logits [M, vocab] for the entries that sample, in order."""
+        if self.graphs is not None and all(s.num_new == 1 for s in batch):
+            widths = [s.seq.num_computed + 1 for s in batch]
+            if self.graphs.supports(len(batch), max(widths)):
+                return self._decode_with_graphs(batch, tables, widths)
         # decodes (one new token) first, as one attention group; each longer chunk on its own
         order = sorted(range(len(batch)), key=lambda i: batch[i].num_new != 1)
         tokens: list[int] = []
@@ -92,4 +125,19 @@ class ModelRunner:
         sampling_in_order = [i for i in order if batch[i].samples]
         back = sorted(range(len(sampling_in_order)), key=lambda j: sampling_in_order[j])
         out: Tensor = logits[back]
+        return out
+
+    def _decode_with_graphs(
+        self, batch: list[ScheduledSeq], tables: list[list[int]], widths: list[int]
+    ) -> Tensor:
+        assert self.graphs is not None
+        keys = [self._slots(t, 0, w) for t, w in zip(tables, widths, strict=True)]
+        logits = self.graphs.run(
+            tokens=[s.seq.token_at(s.seq.num_computed) for s in batch],
+            positions=[w - 1 for w in widths],
+            slots=[int(k[-1]) for k in keys],
+            key_slots=keys,
+        )
+        rows = [i for i, s in enumerate(batch) if s.samples]
+        out: Tensor = logits[rows] if len(rows) != len(batch) else logits
         return out

@@ -25,13 +25,15 @@ def model(tiny_gguf: Path, request: pytest.FixtureRequest) -> Llama:
     return build_model(read_config(r), load_tensors(r), torch.device(request.param), torch.float32)
 
 
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "decode-graphs"])
 @pytest.mark.parametrize("chunk", [512, 7])  # whole-prompt prefill and chunked prefill
-def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int) -> None:
+def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int, graphs: bool) -> None:
+    # decode-graphs: decode steps padded to a bucket (captured CUDA graphs on a GPU, eager here)
     torch.manual_seed(0)
     prompts = [torch.randint(0, 256, (n,)).tolist() for n in (13, 5, 21)]
     blocks = BlockManager(num_blocks=16, block_size=4)
     sched = Scheduler(blocks, max_num_seqs=8, max_queue=8, max_batched_tokens=chunk)
-    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size, decode_graphs=graphs)
     seqs = [
         Sequence(f"s{i}", p, SamplingParams(max_tokens=6), frozenset())
         for i, p in enumerate(prompts)
@@ -55,5 +57,8 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int) ->
                 sched.finish(seq)
         steps += 1
     assert blocks.num_used == 0
+    if graphs:  # all-decode steps really went through padded buckets (3 rows pad to 4)
+        assert runner.graphs is not None and runner.graphs._buckets
+        assert chunk != 512 or (4, 64) in runner.graphs._buckets
     if chunk == 7:
         assert steps > 6  # the 21-token prompt really was prefilled in several chunks
