@@ -309,7 +309,8 @@ def _pick_model(client: Client, model: str | None) -> str:
 def _read_text(file: str) -> str:
     """The text of a file, or of stdin for ``-``; UTF-8 either way."""
     if file == "-":
-        return sys.stdin.buffer.read().decode("utf-8")
+        raw = getattr(sys.stdin, "buffer", None)  # bytes, whatever the locale says
+        return sys.stdin.read() if raw is None else raw.read().decode("utf-8")
     return Path(file).read_text(encoding="utf-8")
 
 
