@@ -1,0 +1,195 @@
+"""The app under a real uvicorn in a thread of the test process, over a real ``AsyncEngine``
+on the tiny model, for what a separate process cannot reach: a device failure injected into
+the runner, and a web page directory of our choosing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import torch
+import uvicorn
+from fastapi import FastAPI
+from live_clients import RUNNING, wait_for_metrics
+
+from server_ref.api.app import create_app
+from server_ref.engine.engine import AsyncEngine, EngineConfig, LLMEngine
+
+LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port; yield its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited during startup"
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not shut down within 10 s"
+
+
+class StepFailure:
+    """Wraps ``runner.execute``; once armed, the Nth forward pass from then on raises."""
+
+    def __init__(self, engine: LLMEngine) -> None:
+        self._execute = engine.runner.execute
+        self.calls = 0
+        self.fail_at: int | None = None
+
+    def arm(self, steps_from_now: int) -> None:
+        self.fail_at = self.calls + steps_from_now
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("injected device failure")
+        return self._execute(*args, **kwargs)
+
+
+@pytest.fixture
+def engine(tiny_gguf: Path) -> Iterator[AsyncEngine]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess servers (see TINY_ENV in conftest)
+    core = LLMEngine.from_gguf(str(tiny_gguf), EngineConfig(device="cpu", kv_cache_mib=16))
+    engine = AsyncEngine(core)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.shutdown()
+        torch.set_num_threads(threads)
+
+
+async def _read_sse(response: httpx.Response, lines: Any) -> list[Any]:
+    """The rest of a stream's events (``[DONE]`` as the string)."""
+    events: list[Any] = []
+    async for line in lines:
+        if line.startswith("data: "):
+            data = line.removeprefix("data: ")
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+async def test_engine_failure_reaches_every_client(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failure = StepFailure(engine.engine)
+    monkeypatch.setattr(engine.engine.runner, "execute", failure)
+    app = create_app(engine, enable_web=False)
+    with serve_in_thread(app) as base_url:
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base_url, timeout=30.0)
+            )
+            aclient = openai.AsyncOpenAI(
+                base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=30.0
+            )
+            stack.push_async_callback(aclient.close)
+
+            # 1. a raw SSE stream that has started
+            body = {"messages": [{"role": "user", "content": "one"}], "stream": True, **LONG}
+            raw = await stack.enter_async_context(
+                http.stream("POST", "/v1/chat/completions", json=body)
+            )
+            assert raw.status_code == 200
+            lines = raw.aiter_lines()
+            for _ in range(3):  # the role chunk and two content chunks
+                assert (await anext(lines)).startswith("data: ")
+                assert await anext(lines) == ""
+            # 2. an openai-client stream that has started
+            stream = await aclient.completions.create(
+                model=engine.model_info.id,
+                prompt="two",
+                stream=True,
+                max_tokens=400,
+                temperature=0,
+                extra_body={"ignore_eos": True},
+            )
+            first = await anext(aiter(stream))
+            assert first.choices[0].finish_reason is None
+            # 3. a non-streaming request waiting for its answer
+            whole = asyncio.ensure_future(
+                http.post("/v1/completions", json={"prompt": "three", **LONG})
+            )
+            await wait_for_metrics(http, {RUNNING: 3.0}, within=10.0)
+
+            failure.arm(2)
+
+            events = await asyncio.wait_for(_read_sse(raw, lines), timeout=10)
+            assert events[-1] == "[DONE]"
+            error = events[-2]["error"]
+            assert error["type"] == "server_error"
+            assert "injected device failure" in error["message"]
+
+            with pytest.raises(openai.APIError, match="injected device failure"):
+                await asyncio.wait_for(_drain(stream), timeout=10)
+
+            r = await asyncio.wait_for(whole, timeout=10)
+            assert r.status_code == 500, r.text
+            assert r.json()["error"]["type"] == "server_error"
+
+            # the server says it is unhealthy and refuses new work at once
+            health = await http.get("/health")
+            assert health.status_code == 503
+            assert health.json()["error"]["message"]
+            for stream_flag in (False, True):
+                r = await asyncio.wait_for(
+                    http.post(
+                        "/v1/chat/completions",
+                        json={
+                            "messages": [{"role": "user", "content": "hi"}],
+                            "stream": stream_flag,
+                        },
+                    ),
+                    timeout=10,
+                )
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["type"] == "service_unavailable_error"
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
+
+
+async def test_web_page_leaves_api_statuses_alone(engine: AsyncEngine, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>chat</title>")
+    app = create_app(engine, web_dir=tmp_path)
+    with serve_in_thread(app) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            page = await http.get("/")
+            assert page.status_code == 200
+            assert "<title>chat</title>" in page.text
+            r = await http.get("/v1/chat/completions")
+            assert r.status_code == 405, r.text
+            assert r.headers["allow"] == "POST"
+            assert r.json()["error"]["code"] == "method_not_allowed"
+            for method, path in (("GET", "/v1/nothing-here"), ("POST", "/v1/nothing-here")):
+                r = await http.request(method, path)
+                assert r.status_code == 404, r.text
+                assert r.json()["error"]["type"] == "invalid_request_error"
+            r = await http.post(
+                "/v1/completions", json={"prompt": "hi", "max_tokens": 2, "ignore_eos": True}
+            )
+            assert r.status_code == 200, r.text

@@ -1,0 +1,164 @@
+"""The official ``openai`` package (sync and async) against a real server on the tiny model.
+
+The tiny model has random weights, so its text is noise; what is checked is the contract:
+shapes, streaming vs non-streaming agreement, stop strings, usage, logprobs, seeds, errors.
+``ignore_eos`` (a server extension, sent as ``extra_body``) keeps lengths exact where a test
+counts tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+from live_clients import OpenAICalls, outcome, request_args
+
+KINDS = ("chat", "completion")
+PROMPT = "The quick brown fox jumps over the lazy dog"
+NO_EOS = {"ignore_eos": True}
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def run(api: OpenAICalls, kind: str, model: str, **kwargs: Any) -> Any:
+    prompt = kwargs.pop("prompt", PROMPT)
+    return await api.create(kind, **request_args(kind, model, prompt, **kwargs))
+
+
+async def test_models_list(api: OpenAICalls, model_id: str) -> None:
+    assert await api.list_models() == [model_id]
+
+
+async def test_stream_equals_non_stream(api: OpenAICalls, kind: str, model_id: str) -> None:
+    args = {"max_tokens": 12, "temperature": 0}
+    whole = outcome(kind, await run(api, kind, model_id, **args))
+    streamed = outcome(kind, await run(api, kind, model_id, stream=True, **args))
+    assert whole.texts[0], "the tiny model produced no text at all"
+    assert streamed.texts == whole.texts
+    assert streamed.finish_reasons == whole.finish_reasons
+    assert streamed.usage is None  # not asked for
+    if kind == "chat":
+        first = streamed.chunks[0].choices[0]
+        assert first.delta.role == "assistant"
+        assert all(c.choices[0].delta.role is None for c in streamed.chunks[1:])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_max_tokens_gives_length(
+    api: OpenAICalls, kind: str, model_id: str, stream: bool
+) -> None:
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
+    result = await run(api, kind, model_id, max_tokens=7, stream=stream, extra_body=NO_EOS, **extra)
+    got = outcome(kind, result)
+    assert got.finish_reasons == {0: "length"}
+    assert got.usage.completion_tokens == 7
+    assert got.usage.total_tokens == got.usage.prompt_tokens + 7
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_n_choices(api: OpenAICalls, kind: str, model_id: str, stream: bool) -> None:
+    args = {"n": 2, "max_tokens": 8, "temperature": 1.0, "seed": 11, "extra_body": NO_EOS}
+    got = outcome(kind, await run(api, kind, model_id, stream=stream, **args))
+    assert sorted(got.texts) == [0, 1]
+    assert got.finish_reasons == {0: "length", 1: "length"}
+    # choice i is seeded with seed + i: the two differ, and a repeat reproduces both
+    assert got.texts[0] != got.texts[1]
+    again = outcome(kind, await run(api, kind, model_id, stream=not stream, **args))
+    assert again.texts == got.texts
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_stop_sequence(api: OpenAICalls, kind: str, model_id: str, stream: bool) -> None:
+    args = {"max_tokens": 24, "temperature": 0, "extra_body": NO_EOS}
+    full = outcome(kind, await run(api, kind, model_id, **args)).texts[0]
+    # a stop string from the middle of the greedy text, made of whole characters
+    start = next(
+        i
+        for i in range(4, len(full) - 2)
+        if "\ufffd" not in full[i : i + 2] and full.find(full[i : i + 2]) == i
+    )
+    stop = full[start : start + 2]
+    got = outcome(kind, await run(api, kind, model_id, stop=[stop], stream=stream, **args))
+    assert got.texts[0] == full[:start]
+    assert got.finish_reasons == {0: "stop"}
+
+
+async def test_include_usage_only_when_asked(api: OpenAICalls, kind: str, model_id: str) -> None:
+    args = {"max_tokens": 5, "temperature": 0, "stream": True, "extra_body": NO_EOS}
+    chunks = await run(api, kind, model_id, stream_options={"include_usage": True}, **args)
+    *body, last = chunks
+    assert last.choices == []
+    assert last.usage.completion_tokens == 5
+    assert last.usage.total_tokens == last.usage.prompt_tokens + 5
+    assert all(c.choices and c.usage is None for c in body)
+
+    plain = await run(api, kind, model_id, **args)
+    assert all(c.choices and c.usage is None for c in plain)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_chat_logprobs(api: OpenAICalls, model_id: str, stream: bool) -> None:
+    args = request_args(
+        "chat", model_id, PROMPT, max_tokens=10, temperature=0, logprobs=True, top_logprobs=3
+    )
+    result = await api.create("chat", stream=stream, extra_body=NO_EOS, **args)
+    if stream:
+        entries = [
+            t for c in result for ch in c.choices if ch.logprobs for t in ch.logprobs.content
+        ]
+    else:
+        entries = result.choices[0].logprobs.content
+    text = outcome("chat", result).texts[0]
+    assert len(entries) == 10
+    for entry in entries:
+        assert len(entry.top_logprobs) == 3
+        best = entry.top_logprobs[0]
+        # greedy: the chosen token is the most likely one
+        assert (entry.token, entry.logprob) == (best.token, best.logprob)
+        assert entry.logprob <= 0.0
+        assert [t.logprob for t in entry.top_logprobs] == sorted(
+            (t.logprob for t in entry.top_logprobs), reverse=True
+        )
+    joined = b"".join(bytes(entry.bytes or []) for entry in entries)
+    assert joined.decode("utf-8", errors="replace") == text
+
+
+async def test_completion_logprobs(api: OpenAICalls, model_id: str) -> None:
+    args = request_args("completion", model_id, PROMPT, max_tokens=10, temperature=0)
+    result = await api.create("completion", logprobs=2, extra_body=NO_EOS, **args)
+    lp = result.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 10
+    assert result.usage.completion_tokens == 10
+    for token_logprob, top in zip(lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert 1 <= len(top) <= 2  # distinct tokens may share a text (dict keys)
+        assert token_logprob == max(top.values())  # greedy
+
+
+async def test_seed_reproduces_sampling(api: OpenAICalls, kind: str, model_id: str) -> None:
+    args = {"max_tokens": 16, "temperature": 1.0, "extra_body": NO_EOS}
+    first = outcome(kind, await run(api, kind, model_id, seed=1234, **args)).texts
+    second = outcome(kind, await run(api, kind, model_id, seed=1234, **args)).texts
+    other = outcome(kind, await run(api, kind, model_id, seed=4321, **args)).texts
+    assert first == second
+    assert first != other  # the seed is really used
+
+
+async def test_context_overflow_is_bad_request(api: OpenAICalls, kind: str, model_id: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await run(api, kind, model_id, prompt="tick tock " * 600, max_tokens=4)
+    assert info.value.status_code == 400
+    assert info.value.code == "context_length_exceeded"
+
+    with pytest.raises(openai.BadRequestError) as info:
+        await run(api, kind, model_id, max_tokens=100_000)
+    assert info.value.code == "context_length_exceeded"
+
+
+async def test_unknown_model_is_not_found(api: OpenAICalls, kind: str) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        await run(api, kind, "no-such-model", max_tokens=4)
+    assert info.value.code == "model_not_found"
