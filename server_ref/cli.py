@@ -113,7 +113,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")
     parser.add_argument("--max-model-len", type=int, default=None, help="cap on context length")
     parser.add_argument(
-        "--enforce-eager", action="store_true", help="no CUDA graphs for decode steps (on CUDA)"
+        "--cuda-graphs",
+        action="store_true",
+        help="replay captured CUDA graphs for decode steps (experimental: not yet run on a GPU)",
     )
 
 
@@ -132,7 +134,7 @@ def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
         max_queue=max_queue,
         kv_cache_mib=args.kv_cache_mib,
         max_model_len=args.max_model_len,
-        cuda_graphs=not args.enforce_eager,
+        cuda_graphs=args.cuda_graphs,
     )
     model_id = args.model if args.model in registry.MODELS else path.stem
     return LLMEngine.from_gguf(str(path), config, model_id=model_id)

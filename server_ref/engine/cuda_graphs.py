@@ -9,6 +9,7 @@ use, like vLLM's and gpt-fast's decode graphs.
 Padding rows compute a dummy token whose key/value goes to a trash slot of the cache that no
 sequence owns, and attend only to that slot, so they never touch real state. The same padded
 path runs eagerly (``capture=False``) where there is no GPU, which is how it is tested.
+Capture itself has not run on a GPU yet, so the server enables it only with --cuda-graphs.
 """
 
 from __future__ import annotations
