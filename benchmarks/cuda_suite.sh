@@ -14,5 +14,6 @@ LLM_SDK_TEST_DEVICE=cuda $py -m pytest -q -s -p no:cacheprovider -o addopts="" \
 $py benchmarks/bench_model.py --model "$model" --device cuda --batches 1,8,32,64,128 --steps 32 \
     2>&1 | tee "$out/cuda_bench_model.txt"
 $py benchmarks/bench_serving.py --concurrency 1,16,64 --max-tokens 64 \
-    --launch "ours=$py -m server_ref serve --model $model --device cuda --max-num-seqs 128 --port {port}" \
+    --launch "eager=$py -m server_ref serve --model $model --device cuda --max-num-seqs 128 --port {port}" \
+    --launch "graphs=$py -m server_ref serve --model $model --device cuda --max-num-seqs 128 --cuda-graphs --port {port}" \
     2>&1 | tee "$out/cuda_bench_serving.txt"
