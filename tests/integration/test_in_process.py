@@ -20,7 +20,7 @@ import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
-from live_clients import RUNNING, wait_for_metrics
+from live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
 
 from server_ref.api.app import create_app
 from server_ref.engine.engine import AsyncEngine, EngineConfig, LLMEngine
@@ -67,18 +67,24 @@ class StepFailure:
         return self._execute(*args, **kwargs)
 
 
-@pytest.fixture
-def engine(tiny_gguf: Path) -> Iterator[AsyncEngine]:
+@contextlib.contextmanager
+def running_engine(gguf: Path, kv_cache_mib: int = 16) -> Iterator[AsyncEngine]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess servers (see TINY_ENV in conftest)
-    core = LLMEngine.from_gguf(str(tiny_gguf), EngineConfig(device="cpu", kv_cache_mib=16))
-    engine = AsyncEngine(core)
+    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib)
+    engine = AsyncEngine(LLMEngine.from_gguf(str(gguf), config))
     engine.start()
     try:
         yield engine
     finally:
         engine.shutdown()
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def engine(tiny_gguf: Path) -> Iterator[AsyncEngine]:
+    with running_engine(tiny_gguf) as engine:
+        yield engine
 
 
 async def _read_sse(response: httpx.Response, lines: Any) -> list[Any]:
@@ -193,3 +199,41 @@ async def test_web_page_leaves_api_statuses_alone(engine: AsyncEngine, tmp_path:
                 "/v1/completions", json={"prompt": "hi", "max_tokens": 2, "ignore_eos": True}
             )
             assert r.status_code == 200, r.text
+
+
+async def test_kv_cache_pressure_preempts_without_changing_outputs(
+    tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 MiB is 32 blocks (512 tokens) for the tiny model; six requests of ~130 tokens each
+    # cannot all stay resident, so the scheduler must preempt and recompute.
+    with running_engine(tiny_gguf, kv_cache_mib=1) as engine:
+        scheduler = engine.engine.scheduler
+        preempted: list[str] = []
+        preempt = scheduler._preempt
+
+        def spy(seq: Any) -> None:
+            preempted.append(seq.request_id)
+            preempt(seq)
+
+        monkeypatch.setattr(scheduler, "_preempt", spy)
+        with serve_in_thread(create_app(engine, enable_web=False)) as base_url:
+            client = openai.AsyncOpenAI(
+                base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=60
+            )
+            model = engine.model_info.id
+            prompts = [f"Request {i} wants {'many ' * i}tokens" for i in range(6)]
+            try:
+                solo = [await greedy_chat_stream(client, model, p, 100) for p in prompts]
+                assert preempted == []
+                together = await asyncio.wait_for(
+                    asyncio.gather(*(greedy_chat_stream(client, model, p, 100) for p in prompts)),
+                    timeout=120,
+                )
+            finally:
+                await client.close()
+            async with httpx.AsyncClient(base_url=base_url) as http:
+                await wait_for_metrics(http, {RUNNING: 0.0, KV_USAGE: 0.0}, within=2.0)
+    assert preempted, "the cache was never short; the test lost its point"
+    for i, (alone, batched) in enumerate(zip(solo, together, strict=True)):
+        assert batched.tokens == alone.tokens, f"request {i} changed after preemption"
+        assert batched.text == alone.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from live_clients import OpenAICalls, outcome, request_args
@@ -162,3 +163,38 @@ async def test_unknown_model_is_not_found(api: OpenAICalls, kind: str) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         await run(api, kind, "no-such-model", max_tokens=4)
     assert info.value.code == "model_not_found"
+
+
+async def test_batched_prompts_equal_single_requests(api: OpenAICalls, model_id: str) -> None:
+    # prompt p's choice i has index p * n + i, and is seeded like choice i of a lone request
+    args = {"max_tokens": 6, "temperature": 1.0, "seed": 5, "n": 2, "extra_body": NO_EOS}
+    batch = await api.create("completion", model=model_id, prompt=["first", "second"], **args)
+    assert sorted(c.index for c in batch.choices) == [0, 1, 2, 3]
+    texts = {c.index: c.text for c in batch.choices}
+    for p, prompt in enumerate(["first", "second"]):
+        alone = await api.create("completion", model=model_id, prompt=prompt, **args)
+        assert {c.index: c.text for c in alone.choices} == {0: texts[2 * p], 1: texts[2 * p + 1]}
+    assert batch.usage.completion_tokens == 4 * 6
+
+
+async def test_default_max_tokens_fills_the_context_exactly(
+    http: httpx.AsyncClient, model_id: str
+) -> None:
+    messages = [{"role": "user", "content": PROMPT}]
+    counted = (await http.post("/tokenize", json={"messages": messages})).json()
+    room = counted["max_model_len"] - counted["count"]
+    body = {"model": model_id, "messages": messages, "temperature": 0, "ignore_eos": True}
+    r = await http.post("/v1/chat/completions", json=body)  # no max_tokens: all that is left
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+    assert r.json()["usage"] == {
+        "prompt_tokens": counted["count"],
+        "completion_tokens": room,
+        "total_tokens": counted["max_model_len"],
+    }
+    # the same budget asked for explicitly is accepted; one more token is not
+    r = await http.post("/v1/chat/completions", json={**body, "max_tokens": room, "stream": True})
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    r = await http.post("/v1/chat/completions", json={**body, "max_tokens": room + 1})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
