@@ -95,6 +95,20 @@ def stop(server: LiveServer, timeout: float = STOP_TIMEOUT_S) -> None:
         ) from None
 
 
+def spawn(args: Sequence[str], *, log_dir: Path, env: Mapping[str, str] | None) -> LiveServer:
+    """Start the process on a free port; ``wait_healthy`` tells when it serves."""
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    cmd = [sys.executable, "-m", "server_ref", "serve", *args]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    return LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
+
+
 @contextlib.contextmanager
 def live_server(
     args: Sequence[str],
@@ -105,29 +119,18 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """Run ``python -m server_ref serve ARGS --host 127.0.0.1 --port <free>`` for the block,
     with ``env`` added to the environment."""
-    port = free_port()
-    log_path = log_dir / f"server-{port}.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "server_ref",
-        "serve",
-        *args,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
+    for attempt in range(3):
+        server = spawn(args, log_dir=log_dir, env=env)
+        try:
+            wait_healthy(server, start_timeout)
+            break
+        except ServerError:
+            stop(server)
+            # another process took the free port between our probe and the server's bind
+            if attempt < 2 and "address already in use" in server.log().lower():
+                continue
+            raise
     try:
-        wait_healthy(server, start_timeout)
         yield server
     finally:
         stop(server)
