@@ -21,20 +21,22 @@ Run it against a running server::
 
 from __future__ import annotations
 
-from typing import Any
-
 import sdk
 from sdk import Client, TokenBudget
 from sdk.tokens import fit_messages
+from sdk.types import ChatMessageParam
 
 REPLY_TOKENS = 48
-SYSTEM = {"role": "system", "content": "You are a helpful travel assistant. Answer briefly."}
+SYSTEM: ChatMessageParam = {
+    "role": "system",
+    "content": "You are a helpful travel assistant. Answer briefly.",
+}
 CITIES = ["Lisbon", "Oslo", "Vienna", "Krakow", "Seville", "Porto", "Ghent", "Turin"]
 
 
-def long_conversation(tokenizer: sdk.Tokenizer, target: int) -> list[dict[str, Any]]:
+def long_conversation(tokenizer: sdk.Tokenizer, target: int) -> list[ChatMessageParam]:
     """Trip-planning turns until the chat is ``target`` tokens, then the question."""
-    messages: list[dict[str, Any]] = [SYSTEM]
+    messages: list[ChatMessageParam] = [SYSTEM]
     day = 0
     while tokenizer.count_chat(messages) < target:
         for _ in range(10):  # count every ten turns: rendering the template is not free
