@@ -75,6 +75,9 @@ def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
     return logits
 
 
+# The runner's logits are inference tensors (it runs under torch.inference_mode()); in-place
+# penalties and bias on them are only allowed inside inference mode too.
+@torch.inference_mode()
 def sample(logits: Tensor, rows: list[RowState]) -> SampleResult:
     """logits: [B, V] fp32 (modified in place) -> one token per row."""
     _apply_penalties_and_bias(logits, rows)
