@@ -88,6 +88,21 @@ async def test_stop_sequence(api: OpenAICalls, kind: str, model_id: str, stream:
     assert got.finish_reasons == {0: "stop"}
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_unmatched_stop_prefix_is_released_at_the_end(
+    api: OpenAICalls, kind: str, model_id: str, stream: bool
+) -> None:
+    args = {"max_tokens": 10, "temperature": 0, "extra_body": NO_EOS}
+    full = outcome(kind, await run(api, kind, model_id, **args)).texts[0]
+    # the text ends with the first character of a stop string that never completes: the
+    # server holds that character back while it might, and must release it at "length"
+    stop = full[-1] + "\u00a7\u00a7"
+    assert stop not in full
+    got = outcome(kind, await run(api, kind, model_id, stop=stop, stream=stream, **args))
+    assert got.texts[0] == full
+    assert got.finish_reasons == {0: "length"}
+
+
 async def test_include_usage_only_when_asked(api: OpenAICalls, kind: str, model_id: str) -> None:
     args = {"max_tokens": 5, "temperature": 0, "stream": True, "extra_body": NO_EOS}
     chunks = await run(api, kind, model_id, stream_options={"include_usage": True}, **args)
@@ -148,14 +163,18 @@ async def test_seed_reproduces_sampling(api: OpenAICalls, kind: str, model_id: s
     assert first != other  # the seed is really used
 
 
-async def test_context_overflow_is_bad_request(api: OpenAICalls, kind: str, model_id: str) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_context_overflow_is_bad_request(
+    api: OpenAICalls, kind: str, model_id: str, stream: bool
+) -> None:
+    # a stream that cannot start is an ordinary 400, not a 200 with an error event
     with pytest.raises(openai.BadRequestError) as info:
-        await run(api, kind, model_id, prompt="tick tock " * 600, max_tokens=4)
+        await run(api, kind, model_id, prompt="tick tock " * 600, max_tokens=4, stream=stream)
     assert info.value.status_code == 400
     assert info.value.code == "context_length_exceeded"
 
     with pytest.raises(openai.BadRequestError) as info:
-        await run(api, kind, model_id, max_tokens=100_000)
+        await run(api, kind, model_id, max_tokens=100_000, stream=stream)
     assert info.value.code == "context_length_exceeded"
 
 
@@ -198,3 +217,38 @@ async def test_default_max_tokens_fills_the_context_exactly(
     r = await http.post("/v1/chat/completions", json={**body, "max_tokens": room + 1})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"
+
+
+async def test_logit_bias_forces_a_token(
+    api: OpenAICalls, http: httpx.AsyncClient, model_id: str
+) -> None:
+    [token] = (await http.post("/tokenize", json={"prompt": "Q"})).json()["tokens"]
+    result = await api.create(
+        "completion",
+        model=model_id,
+        prompt=PROMPT,
+        max_tokens=5,
+        temperature=1.0,
+        logit_bias={str(token): 100},
+        extra_body=NO_EOS,
+    )
+    assert result.choices[0].text == "QQQQQ"
+
+
+async def test_penalties_change_greedy_text(api: OpenAICalls, kind: str, model_id: str) -> None:
+    # the tiny model's greedy text repeats itself ("989898..."): penalties must break that
+    args = {"max_tokens": 40, "temperature": 0, "extra_body": NO_EOS}
+    plain = outcome(kind, await run(api, kind, model_id, **args)).texts[0]
+    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+        got = outcome(kind, await run(api, kind, model_id, **penalty, **args))
+        assert got.finish_reasons == {0: "length"}
+        assert got.texts[0] != plain
+
+
+async def test_echo_prepends_the_prompt(api: OpenAICalls, model_id: str) -> None:
+    args = {"model": model_id, "prompt": PROMPT, "max_tokens": 4, "temperature": 0}
+    plain = await api.create("completion", **args, extra_body=NO_EOS)
+    echoed = await api.create("completion", **args, echo=True, extra_body=NO_EOS)
+    assert echoed.choices[0].text == PROMPT + plain.choices[0].text
+    chunks = await api.create("completion", **args, echo=True, stream=True, extra_body=NO_EOS)
+    assert outcome("completion", chunks).texts[0] == echoed.choices[0].text
