@@ -105,6 +105,9 @@ def test_chat_ctrl_c_stops_the_reply_and_returns_to_the_prompt(base_url: str) ->
         stderr=subprocess.PIPE,
         env=cli_env(base_url),
         cwd=REPO_ROOT,
+        # A shell starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler; give the CLI the disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdin is not None and proc.stdout is not None
