@@ -211,8 +211,9 @@ def _count_tokens(client: Client, model: str, text: str) -> tuple[str, str]:
     Exact when the server exports its tokenizer (counted here, with the model's own
     vocabulary) or answers ``POST /tokenize``; otherwise an estimate, and labelled as one.
     """
-    from sdk._exceptions import APIStatusError
+    from sdk._exceptions import APIError
     from sdk.tokens import TokenCountWarning
+    from sdk.tokens.remote import means_unsupported
 
     with warnings.catch_warnings():  # the label below says what the warning would
         warnings.simplefilter("ignore", TokenCountWarning)
@@ -221,8 +222,8 @@ def _count_tokens(client: Client, model: str, text: str) -> tuple[str, str]:
         return str(tokenizer.count(text)), f"exact, {model}'s own tokenizer"
     try:
         return str(client.tokenize(model=model, prompt=text).count), "exact, counted by the server"
-    except APIStatusError as exc:
-        if exc.status_code not in (404, 405, 501):  # 4xx for "no such endpoint" only
+    except APIError as exc:
+        if not means_unsupported(exc):  # "no such endpoint" falls back; other errors don't
             raise
     if tokenizer.source == "hosted":
         how = f"estimate: the public encoding of hosted model {model}"
