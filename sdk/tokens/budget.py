@@ -25,9 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from sdk._exceptions import ContextWindowExceededError, TokenBudgetError
+
+if TYPE_CHECKING:
+    from sdk.tokens.tokenizer import Tokenizer
 
 __all__ = [
     "BudgetPlan",
@@ -197,7 +200,7 @@ def drive(planner: Planner, count: Counter) -> BudgetPlan:
 
 
 def fit_messages(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     messages: Sequence[Mapping[str, Any]],
     *,
     max_tokens: int | None = None,
@@ -222,7 +225,11 @@ def fit_messages(
 
 
 def fit_prompt(
-    tokenizer: Any, prompt: str, *, max_tokens: int | None = None, budget: TokenBudget | None = None
+    tokenizer: Tokenizer,
+    prompt: str,
+    *,
+    max_tokens: int | None = None,
+    budget: TokenBudget | None = None,
 ) -> BudgetPlan:
     """``fit_messages`` for a completion prompt."""
     budget = budget or TokenBudget()
@@ -233,10 +240,10 @@ def fit_prompt(
     return drive(planner, lambda request: _count_local(tokenizer, request))
 
 
-def _count_local(tokenizer: Any, request: CountRequest) -> int:
+def _count_local(tokenizer: Tokenizer, request: CountRequest) -> int:
     if isinstance(request, str):
-        return int(tokenizer.count(request))
-    return int(tokenizer.count_chat(request))
+        return tokenizer.count(request)
+    return tokenizer.count_chat(request)
 
 
 def _context_length(budget: TokenBudget, reported: int | None, model: str) -> int:

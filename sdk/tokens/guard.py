@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdk._exceptions import InvalidRequestParamsError, TokenBudgetError
 from sdk._protocol.flow import AttemptHooks, Flow, StreamStart, call_flow, stream_flow
@@ -33,6 +33,9 @@ from sdk.tokens.budget import (
     plan_prompt,
 )
 from sdk.types import APIObject
+
+if TYPE_CHECKING:
+    from sdk.tokens.tokenizer import Tokenizer
 
 __all__ = ["guarded_call_flow", "guarded_stream_flow"]
 
@@ -93,7 +96,7 @@ class _Counter:
 
     config: ClientConfig
     model: str
-    tokenizer: Any
+    tokenizer: Tokenizer
     exact: bool
     server_context: int | None = None
 
@@ -109,8 +112,8 @@ class _Counter:
                 return count
             self.exact = False
         if isinstance(request, str):
-            return int(self.tokenizer.count(request))
-        return int(self.tokenizer.count_chat(request))
+            return self.tokenizer.count(request)
+        return self.tokenizer.count_chat(request)
 
     def context_length(self, budget: TokenBudget | None) -> int | None:
         explicit = budget.context_length if budget is not None else None
@@ -169,7 +172,7 @@ def _run(
     budget: TokenBudget | None,
     max_tokens: int | None,
     *,
-    chat: Any = None,
+    chat: list[dict[str, Any]] | None = None,
     prompt: str | list[int] | None = None,
 ) -> Flow[BudgetPlan]:
     """Drive one planner, answering its first request with ``first``."""

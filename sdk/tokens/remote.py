@@ -24,7 +24,11 @@ from urllib.parse import quote
 
 import httpx
 
-from sdk._exceptions import APIResponseValidationError, APIStatusError
+from sdk._exceptions import (
+    APIResponseValidationError,
+    APIStatusError,
+    InvalidRequestParamsError,
+)
 from sdk._protocol.flow import Flow, ReadBody, Send, call_flow, make_status_error
 from sdk._protocol.options import ClientConfig, RequestOptions
 from sdk._protocol.request import APICall, build_request, model_retrieve_call, tokenize_call
@@ -51,7 +55,7 @@ def means_unsupported(exc: Exception) -> bool:
 def tokenizer_flow(config: ClientConfig, model: str) -> Flow[Tokenizer]:
     """The tokenizer of ``model`` on ``config``'s server (fetched once per client)."""
     if not isinstance(model, str) or not model:
-        raise TokenizerError(f"model must be a non-empty string, got {model!r}")
+        raise InvalidRequestParamsError(f"model must be a non-empty string, got {model!r}")
     server = str(config.root_url)
     known = config.tokenizers.get(server, model)
     if known is not None:

@@ -46,42 +46,45 @@ class ExportableTokenizer(Protocol):
     pre_tokenizer: str
 
 
-# tokenizer -> (export without ranks, rank file); built on first request, once per tokenizer
+# tokenizer -> (its export, rank file): built on first request, once per tokenizer object
 _exports: weakref.WeakKeyDictionary[Any, tuple[TokenizerExport, bytes]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def _export(state: ServerState) -> tuple[TokenizerExport, bytes]:
+    """The export for this app: its served name and the context window its engine enforces."""
     tokenizer = state.engine.tokenizer
     if not isinstance(tokenizer, ExportableTokenizer):
         raise NotFoundError(
             f"The tokenizer of '{state.served_model_name}' cannot be exported.",
             code="tokenizer_not_exportable",
         )
-    try:
-        return _exports[tokenizer]
-    except KeyError:
-        pass
-    export, ranks_file = export_tokenizer(
-        model=state.served_model_name,
-        pattern=tokenizer.pattern,
-        mergeable_ranks=tokenizer.mergeable_ranks,
-        special_tokens=tokenizer.special_tokens,
-        n_vocab=tokenizer.n_vocab,
-        user_defined_tokens=tokenizer.user_defined_tokens,
-        chat_template=tokenizer.chat_template,
-        bos_token=tokenizer.bos_token,
-        eos_token=tokenizer.eos_token,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        add_bos=tokenizer.add_bos,
-        # what the engine accepts (the GGUF's window, capped by the KV cache), not the GGUF's
-        context_length=state.engine.model_info.context_length,
-        pre_tokenizer=tokenizer.pre_tokenizer,
-    )
-    _exports[tokenizer] = (export, ranks_file)
-    return export, ranks_file
+    cached = _exports.get(tokenizer)
+    if cached is None:
+        cached = export_tokenizer(
+            model="",
+            pattern=tokenizer.pattern,
+            mergeable_ranks=tokenizer.mergeable_ranks,
+            special_tokens=tokenizer.special_tokens,
+            n_vocab=tokenizer.n_vocab,
+            user_defined_tokens=tokenizer.user_defined_tokens,
+            chat_template=tokenizer.chat_template,
+            bos_token=tokenizer.bos_token,
+            eos_token=tokenizer.eos_token,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            add_bos=tokenizer.add_bos,
+            pre_tokenizer=tokenizer.pre_tokenizer,
+        )
+        _exports[tokenizer] = cached
+    export, ranks_file = cached
+    update = {
+        "model": state.served_model_name,
+        # what the engine accepts (the model's window capped by the KV cache), not the file's
+        "context_length": state.engine.model_info.context_length,
+    }
+    return export.model_copy(update=update), ranks_file
 
 
 @router.get(
