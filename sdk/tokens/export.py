@@ -22,7 +22,14 @@ from sdk.tokens.errors import TokenizerError
 from sdk.tokens.tokenizer import ModelTokenizer
 from sdk.types import TokenizerExport
 
-__all__ = ["SUPPORTED_FORMAT", "export_tokenizer", "sha256_hex", "tokenizer_from_export"]
+__all__ = [
+    "SUPPORTED_FORMAT",
+    "check_export",
+    "export_tokenizer",
+    "sha256_hex",
+    "tokenizer_from_export",
+    "verify_ranks",
+]
 
 SUPPORTED_FORMAT = "tiktoken-bpe"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -73,6 +80,12 @@ def export_tokenizer(
 
 def check_export(export: TokenizerExport) -> None:
     """Refuse an export this client cannot use, before downloading anything more."""
+    _check_format(export)
+    if export.ranks is None and not export.ranks_url:
+        raise TokenizerError("the tokenizer export has neither 'ranks' nor 'ranks_url'")
+
+
+def _check_format(export: TokenizerExport) -> None:
     if export.format != SUPPORTED_FORMAT:
         raise TokenizerError(
             f"tokenizer format {export.format!r} of {export.model!r} is not supported "
@@ -80,8 +93,6 @@ def check_export(export: TokenizerExport) -> None:
         )
     if not _SHA256_HEX.fullmatch(export.ranks_sha256):
         raise TokenizerError(f"ranks_sha256 {export.ranks_sha256!r} is not a hex sha256")
-    if export.ranks is None and not export.ranks_url:
-        raise TokenizerError("the tokenizer export has neither 'ranks' nor 'ranks_url'")
     if export.context_length is not None and export.context_length <= 0:
         raise TokenizerError(f"context_length must be positive, got {export.context_length}")
 
@@ -100,7 +111,7 @@ def tokenizer_from_export(
     export: TokenizerExport, ranks_file: bytes, *, model: str | None = None
 ) -> ModelTokenizer:
     """Rebuild the exact tokenizer from an export and its (sha256-verified) rank file."""
-    check_export(export)
+    _check_format(export)
     verify_ranks(export, ranks_file)
     ranks = parse_ranks(ranks_file)
     name = model or export.model
