@@ -134,12 +134,12 @@ class LLMEngine:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
-        """Queue a request. Raises ValueError for one that can never run, QueueFullError."""
+    def check_request(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Raise ValueError for a request that can never run. Reads only immutable state, so
+        ``AsyncEngine`` calls it on the caller's thread and the client gets a 400, not a
+        failure inside the loop."""
         if not prompt_ids:
             raise ValueError("the prompt is empty")
-        if request_id in self._seqs:
-            raise ValueError(f"duplicate request id {request_id!r}")
         limit = self.model_info.context_length
         if len(prompt_ids) + params.max_tokens > limit:
             raise ValueError(
@@ -149,6 +149,18 @@ class LLMEngine:
         vocab = self.runner.model.cfg.vocab_size
         if any(not 0 <= t < vocab for t in prompt_ids):
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
+        # an id outside the vocabulary would make the sampler's index_add_ raise mid-step,
+        # which fails the whole batch and stops the engine
+        if any(not 0 <= t < vocab for t, _ in params.logit_bias):
+            raise ValueError(f"logit_bias token ids must be in [0, {vocab})")
+        if params.seed is not None and not -(2**63) <= params.seed < 2**64:
+            raise ValueError("seed must be in [-2**63, 2**64)")  # torch.Generator's range
+
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Queue a request. Raises ValueError for one that can never run, QueueFullError."""
+        self.check_request(prompt_ids, params)
+        if request_id in self._seqs:
+            raise ValueError(f"duplicate request id {request_id!r}")
         seq = Sequence(request_id, list(prompt_ids), params, self._eos)
         self.scheduler.add(seq)
         self._seqs[request_id] = seq
@@ -327,12 +339,7 @@ class AsyncEngine:
     ) -> AsyncIterator[StepOutput]:
         if self.dead_reason is not None:
             raise EngineDeadError(self.dead_reason)
-        limit = self.model_info.context_length
-        if len(prompt_ids) + params.max_tokens > limit:
-            raise ValueError(
-                f"prompt ({len(prompt_ids)} tokens) plus max_tokens ({params.max_tokens}) "
-                f"exceeds the context length ({limit})"
-            )
+        self.engine.check_request(prompt_ids, params)
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         with self._lock:
             if (
