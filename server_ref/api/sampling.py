@@ -90,9 +90,12 @@ def resolve_max_tokens(
 
 def per_choice(params: SamplingParams, max_tokens: int, n: int) -> list[SamplingParams]:
     """``n`` copies; with a seed, choice ``i`` gets ``seed + i`` so choices differ but a
-    repeated request reproduces all of them."""
+    repeated request reproduces all of them. Past the top of the seed range (2**64 - 1) the
+    count wraps to 0, so every accepted seed works with every ``n``."""
     out = []
     for i in range(n):
         seed = None if params.seed is None else params.seed + i
+        if seed is not None and seed >= 2**64:
+            seed -= 2**64
         out.append(replace(params, max_tokens=max_tokens, seed=seed))
     return out
