@@ -154,6 +154,15 @@ async def test_completion_logprobs(api: OpenAICalls, model_id: str) -> None:
         assert token_logprob == max(top.values())  # greedy
 
 
+async def test_top_seed_wraps_for_the_second_choice(
+    api: OpenAICalls, kind: str, model_id: str
+) -> None:
+    args = {"max_tokens": 8, "temperature": 1.0, "extra_body": NO_EOS}
+    top = outcome(kind, await run(api, kind, model_id, seed=2**64 - 1, n=2, **args)).texts
+    zero = outcome(kind, await run(api, kind, model_id, seed=0, **args)).texts
+    assert top[1] == zero[0]  # seed + 1 wrapped around to 0
+
+
 async def test_seed_reproduces_sampling(api: OpenAICalls, kind: str, model_id: str) -> None:
     args = {"max_tokens": 16, "temperature": 1.0, "extra_body": NO_EOS}
     first = outcome(kind, await run(api, kind, model_id, seed=1234, **args)).texts
