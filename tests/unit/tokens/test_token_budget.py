@@ -299,3 +299,15 @@ def test_without_export_or_tokenize_budgets_use_a_flagged_estimate(
     assert not info.value.exact and "(estimated)" in str(info.value)
     api.run(chat(messages=USER, max_tokens=10), client)  # and a call that fits goes out
     assert server.paths()[-1] == "POST /v1/chat/completions"
+
+
+def test_hosted_models_are_budgeted_with_their_public_encoding(
+    api: Api, server: FakeServer
+) -> None:
+    server.has_export = False
+    client = api.client(server, token_budget=TokenBudget())
+    with pytest.raises(ContextWindowExceededError) as info:
+        api.run(chat(model="gpt-4", messages=USER, max_tokens=8192), client)
+    assert not info.value.exact and info.value.context_length == 8192
+    assert info.value.prompt_tokens == 3 + 3 + 1 + 2  # cookbook: message, priming, role, text
+    assert "POST /tokenize" not in server.paths()

@@ -64,10 +64,13 @@ def test_corrupt_cache_file_is_refetched(api: Api, server: FakeServer, cache_dir
     assert path.read_bytes() == server.ranks and tok.count("hello") == 1
 
 
+@pytest.mark.parametrize("mode", ["url", "inline"])
 def test_ranks_that_do_not_match_their_sha256_are_refused(
-    api: Api, server: FakeServer, cache_dir: Path
+    api: Api, server: FakeServer, cache_dir: Path, mode: str
 ) -> None:
-    server.served_ranks = server.ranks.replace(b" 256\n", b" 999\n")
+    server.ranks_mode = mode
+    tampered = server.ranks.replace(b" 256\n", b" 999\n")
+    server.served_ranks, server.ranks = tampered, tampered  # the export keeps the old sha256
     with pytest.raises(TokenizerError, match=r"sha256 is .*the tokenizer export says"):
         api.run(lambda c: c.tokenizer(MODEL), api.client(server))
     assert not cache_dir.exists() or not list(cache_dir.glob("*.tiktoken"))
