@@ -6,8 +6,9 @@
 * ``export`` / ``remote`` — the server's tokenizer export, fetched once per model and cached
   on disk under its sha256 (``client.tokenizer(model)``); ``hosted`` — public encodings for
   hosted model names; estimates, flagged ``exact=False``, for servers that export nothing.
-* ``budget`` — ``TokenBudget``: check (and trim) a call before it is sent;
-  ``ratelimit`` — ``RateLimiter``: requests and tokens per minute.
+* ``budget`` / ``trim`` — ``TokenBudget``: check (and trim) a call before it is sent;
+  ``ratelimit`` — ``RateLimiter``: requests and tokens per minute; ``guard`` — the flow that
+  puts both in front of the clients' chat and completion calls (only when configured).
 * ``chunking`` — ``chunk_text``: split text on token boundaries.
 
 Names are imported lazily: ``import sdk.tokens`` does not load tiktoken or jinja2.
