@@ -35,9 +35,9 @@ PROMPTS = [
     "What is the boiling point of water?",
     "Describe a cat in one sentence.",
     "What is the opposite of cold?",
-    "How many days are in a week?",
+    "How do you say 'thank you' in Japanese?",  # kana of several single-byte tokens each
     "Suggest a name for a dog.",
-    "What colour is grass?",
+    "Say hello in Chinese.",  # CJK characters of several single-byte tokens each
 ]
 
 
@@ -97,6 +97,8 @@ def test_paris(server: LiveServer, model_id: str) -> None:
 async def test_concurrent_streams_equal_solo_runs(
     aclient: openai.AsyncOpenAI, model_id: str
 ) -> None:
+    """16 greedy streams at once give, token for token, what each gives alone; and streamed
+    text never splits a character (two prompts are answered in CJK)."""
     solo = [await greedy_chat_stream(aclient, model_id, p, 32) for p in PROMPTS]
     together = await asyncio.wait_for(
         asyncio.gather(*(greedy_chat_stream(aclient, model_id, p, 32) for p in PROMPTS)),
@@ -106,6 +108,17 @@ async def test_concurrent_streams_equal_solo_runs(
         assert batched.tokens == alone.tokens, prompt
         assert batched.text == alone.text, prompt
         assert batched.finish_reason == alone.finish_reason, prompt
+        assert_no_split_characters(alone.deltas)
+        assert_no_split_characters(batched.deltas)
+    assert sum(any(ord(ch) > 0x2E80 for ch in run.text) for run in solo) >= 2, "no CJK text"
+
+
+def assert_no_split_characters(deltas: list[str]) -> None:
+    """No delta carries a piece of a multi-byte character (it would read as U+FFFD); only a
+    character cut off by max_tokens may end the last one."""
+    *middle, last = deltas
+    assert not any("\ufffd" in d for d in middle), deltas
+    assert "\ufffd" not in last.rstrip("\ufffd"), deltas
 
 
 async def test_tokenize_detokenize_round_trip(server: LiveServer, model_id: str) -> None:

@@ -181,6 +181,7 @@ class StreamRun:
     text: str
     tokens: list[bytes]  # each generated token's bytes, from logprobs
     finish_reason: str | None
+    deltas: list[str] = field(default_factory=list)  # the non-empty content deltas, in order
 
 
 async def greedy_chat_stream(
@@ -195,11 +196,13 @@ async def greedy_chat_stream(
         logprobs=True,
         stream=True,
     )
-    text, tokens, reason = "", [], None
+    run = StreamRun("", [], None)
     async for chunk in stream:
         for choice in chunk.choices:
-            text += choice.delta.content or ""
+            if choice.delta.content:
+                run.text += choice.delta.content
+                run.deltas.append(choice.delta.content)
             if choice.logprobs is not None and choice.logprobs.content:
-                tokens += [bytes(t.bytes or []) for t in choice.logprobs.content]
-            reason = choice.finish_reason or reason
-    return StreamRun(text, tokens, reason)
+                run.tokens += [bytes(t.bytes or []) for t in choice.logprobs.content]
+            run.finish_reason = choice.finish_reason or run.finish_reason
+    return run
