@@ -81,26 +81,44 @@ class ChunkDecoder(Generic[T]):
         self._response = response
         self._sse = SSEDecoder()
         self.done = False  # has [DONE] arrived?
+        self._error: APIStatusError | None = None  # an error event behind chunks not yet handed out
 
     def feed(self, data: bytes) -> list[T]:
-        """Decode the next bytes; raises the typed error if they contain an error event."""
+        """Decode the next bytes; raises the typed error if they contain an error event.
+
+        Chunks that arrived in the same bytes before an error event are returned first; the
+        error is raised by the next ``feed`` or ``finish``.
+        """
+        self._raise_pending()
         chunks: list[T] = []
         for event in self._sse.decode(data):
             if self.done:
                 break
-            chunk = self._chunk(event)
+            try:
+                chunk = self._chunk(event)
+            except APIStatusError as exc:
+                if not chunks:
+                    raise
+                self._error = exc
+                break
             if chunk is not None:
                 chunks.append(chunk)
         return chunks
 
     def finish(self) -> None:
         """The byte stream ended: fine after ``[DONE]``, a broken connection before it."""
+        self._raise_pending()
         self._sse.flush()
         if not self.done:
             raise APIConnectionError(
                 "the stream ended before [DONE]: the connection closed early",
                 request=self._response.request,
             )
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def _chunk(self, event: ServerSentEvent) -> T | None:
         if event.data.strip() == DONE:

@@ -189,6 +189,16 @@ def test_events_after_done_in_the_same_bytes_are_ignored() -> None:
     d.finish()  # fine after [DONE]
 
 
+@pytest.mark.parametrize("then", ["feed", "finish"])
+def test_chunks_before_an_error_event_in_the_same_bytes_are_kept(then: str) -> None:
+    d = decoder()
+    error = {"error": {"message": "engine failed", "code": 500}}
+    chunks = d.feed(sse(chat_chunk("a"), error, done=False))
+    assert [c.choices[0].delta.content for c in chunks] == ["a"]
+    with pytest.raises(sdk.InternalServerError, match="engine failed"):
+        d.feed(b"data: [DONE]\n\n") if then == "feed" else d.finish()
+
+
 @pytest.mark.parametrize(
     ("payload", "error_class", "status"),
     [
