@@ -205,7 +205,9 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    import asyncio
     import logging
+    import socket
     import threading
 
     import uvicorn
@@ -223,7 +225,17 @@ def _run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # Bind first and load in the background: /health answers 503 until the model is ready.
     app = DeferredApp()
-    server = uvicorn.Server(
+    engines: list[AsyncEngine] = []
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Fail what the engine still runs first, so open streams end with an error event
+            # and [DONE] instead of being cut off when uvicorn's grace period runs out.
+            for engine in engines:
+                await asyncio.to_thread(engine.shutdown)
+            await super().shutdown(sockets)
+
+    server = Server(
         uvicorn.Config(
             app,
             host=args.host,
@@ -233,7 +245,6 @@ def _run_serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=3,
         )
     )
-    engines: list[AsyncEngine] = []
     failure: list[BaseException] = []
 
     def load() -> None:
