@@ -16,35 +16,26 @@ import httpx
 from typing_extensions import Unpack
 
 from ._exceptions import APIError, map_transport_errors
-from ._protocol import (
+from ._protocol.actions import Action, Close, Flow, ReadBody, Send, Sent, Sleep
+from ._protocol.options import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
-    Action,
-    APICall,
     ClientConfig,
     ClientOptions,
-    Close,
-    Flow,
-    ReadBody,
     RequestOptions,
     RetryPolicy,
-    Send,
-    Sent,
-    Sleep,
     TimeoutTypes,
-    detokenize_call,
     make_config,
-    tokenize_call,
     update_config,
 )
 from ._streaming import AsyncStream
-from .tokens.guard import guarded_call_flow, guarded_stream_flow
-from .tokens.remote import tokenizer_flow
-from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
+# The wire models (pydantic) and the flows that use them load on the first call, not here:
+# creating a client stays cheap (benchmarks/bench_sdk.py measures it).
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._protocol.request import APICall
     from ._resources import (
         AsyncChat,
         AsyncCompletions,
@@ -54,10 +45,11 @@ if TYPE_CHECKING:
         TokenizeKwargs,
     )
     from .tokens import RateLimiter, TokenBudget, Tokenizer
+    from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
 __all__ = ["AsyncClient"]
 
-T = TypeVar("T", bound=APIObject)
+T = TypeVar("T", bound="APIObject")
 R = TypeVar("R")
 
 
@@ -189,6 +181,8 @@ class AsyncClient:
         >>> (await client.tokenize(prompt="Hello world")).tokens  # doctest: +SKIP
         [19556, 905]
         """
+        from ._protocol.request import tokenize_call
+
         return await self._request(*tokenize_call(kwargs))
 
     async def detokenize(
@@ -199,6 +193,8 @@ class AsyncClient:
         >>> (await client.detokenize([19556, 905])).prompt  # doctest: +SKIP
         'Hello world'
         """
+        from ._protocol.request import detokenize_call
+
         return await self._request(*detokenize_call(tokens, kwargs))
 
     async def tokenizer(self, model: str) -> Tokenizer:
@@ -208,15 +204,21 @@ class AsyncClient:
         >>> tok.count("Hello world")  # doctest: +SKIP
         2
         """
+        from .tokens.remote import tokenizer_flow
+
         return await self._run(tokenizer_flow(self._config, model))
 
     # --- the driver ---------------------------------------------------------------------
 
     async def _request(self, call: APICall[T], options: RequestOptions) -> T:
+        from .tokens.guard import guarded_call_flow
+
         return await self._run(guarded_call_flow(self._config, call, options))
 
     async def _stream(self, call: APICall[T], options: RequestOptions) -> AsyncStream[T]:
         assert call.accumulator is not None
+        from .tokens.guard import guarded_stream_flow
+
         start = await self._run(guarded_stream_flow(self._config, call, options))
         return AsyncStream(start, call.accumulator())
 

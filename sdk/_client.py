@@ -18,35 +18,26 @@ import httpx
 from typing_extensions import Unpack
 
 from ._exceptions import APIError, map_transport_errors
-from ._protocol import (
+from ._protocol.actions import Action, Close, Flow, ReadBody, Send, Sent, Sleep
+from ._protocol.options import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
-    Action,
-    APICall,
     ClientConfig,
     ClientOptions,
-    Close,
-    Flow,
-    ReadBody,
     RequestOptions,
     RetryPolicy,
-    Send,
-    Sent,
-    Sleep,
     TimeoutTypes,
-    detokenize_call,
     make_config,
-    tokenize_call,
     update_config,
 )
 from ._streaming import Stream
-from .tokens.guard import guarded_call_flow, guarded_stream_flow
-from .tokens.remote import tokenizer_flow
-from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
+# The wire models (pydantic) and the flows that use them load on the first call, not here:
+# creating a client stays cheap (benchmarks/bench_sdk.py measures it).
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._protocol.request import APICall
     from ._resources import (
         Chat,
         Completions,
@@ -56,10 +47,11 @@ if TYPE_CHECKING:
         TokenizeKwargs,
     )
     from .tokens import RateLimiter, TokenBudget, Tokenizer
+    from .types import APIObject, DetokenizeResponse, TokenizeResponse
 
 __all__ = ["Client"]
 
-T = TypeVar("T", bound=APIObject)
+T = TypeVar("T", bound="APIObject")
 R = TypeVar("R")
 
 
@@ -200,6 +192,8 @@ class Client:
         >>> client.tokenize(prompt="Hello world").tokens  # doctest: +SKIP
         [19556, 905]
         """
+        from ._protocol.request import tokenize_call
+
         return self._request(*tokenize_call(kwargs))
 
     def detokenize(
@@ -210,6 +204,8 @@ class Client:
         >>> client.detokenize([19556, 905]).prompt  # doctest: +SKIP
         'Hello world'
         """
+        from ._protocol.request import detokenize_call
+
         return self._request(*detokenize_call(tokens, kwargs))
 
     def tokenizer(self, model: str) -> Tokenizer:
@@ -223,15 +219,21 @@ class Client:
         Servers without the export get a hosted model's public encoding or an estimate
         (``exact=False``, with a ``TokenCountWarning``).
         """
+        from .tokens.remote import tokenizer_flow
+
         return self._run(tokenizer_flow(self._config, model))
 
     # --- the driver ---------------------------------------------------------------------
 
     def _request(self, call: APICall[T], options: RequestOptions) -> T:
+        from .tokens.guard import guarded_call_flow
+
         return self._run(guarded_call_flow(self._config, call, options))
 
     def _stream(self, call: APICall[T], options: RequestOptions) -> Stream[T]:
         assert call.accumulator is not None
+        from .tokens.guard import guarded_stream_flow
+
         start = self._run(guarded_stream_flow(self._config, call, options))
         return Stream(start, call.accumulator())
 

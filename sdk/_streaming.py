@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import httpx
 
 from ._exceptions import APIError, map_transport_errors
-from ._protocol import Accumulator, StreamStart
-from .types import APIObject, ResponseInfo
 
-if TYPE_CHECKING:
-    from .types import ChatCompletion, ChatCompletionChunk, Completion
+if TYPE_CHECKING:  # the clients import this module; the wire models load on the first call
+    from ._protocol.accumulate import Accumulator
+    from ._protocol.flow import StreamStart
+    from .types import APIObject, ChatCompletion, ChatCompletionChunk, Completion, ResponseInfo
 
 __all__ = ["AsyncStream", "Stream"]
 
-T = TypeVar("T", bound=APIObject)
+T = TypeVar("T", bound="APIObject")
 
 
 class Stream(Generic[T]):

@@ -8,7 +8,12 @@
 * ``sse``        — a push-style WHATWG Server-Sent Events decoder
 * ``stream``     — SSE events to typed chunks: ``[DONE]``, in-stream errors, truncation
 * ``accumulate`` — chunks folded back into the non-streaming result
+* ``actions``    — what a flow asks its driver to do (send, read, close, sleep)
 * ``flow``       — the per-call generator that ties it together; the clients drive it
+
+Names are exported lazily (each submodule loads on first use): the clients need only
+``options`` and ``actions`` to exist, so creating one loads no pydantic model; the first call
+loads the rest.
 
 Rule: nothing in this package may block, sleep or touch the network, so all of it is tested
 bytes-in / objects-out, with 100% branch coverage.
@@ -16,58 +21,55 @@ bytes-in / objects-out, with 100% branch coverage.
 
 from __future__ import annotations
 
-from .accumulate import Accumulator, ChatCompletionAccumulator, CompletionAccumulator
-from .flow import (
-    Action,
-    AttemptHooks,
-    Close,
-    Flow,
-    ReadBody,
-    ReadChunk,
-    Send,
-    Sent,
-    Sleep,
-    StreamStart,
-    call_flow,
-    make_status_error,
-    parse_response,
-    response_info,
-    stream_flow,
-)
-from .options import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_BASE_URL,
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUT,
-    ClientConfig,
-    ClientOptions,
-    RequestOptions,
-    RetryPolicy,
-    TimeoutTypes,
-    make_config,
-    split_options,
-    to_timeout,
-    update_config,
-)
-from .request import (
-    IDEMPOTENCY_HEADER,
-    RETRY_COUNT_HEADER,
-    APICall,
-    build_request,
-    chat_completion_call,
-    chat_completion_stream_call,
-    completion_call,
-    completion_stream_call,
-    detokenize_call,
-    embedding_call,
-    model_list_call,
-    model_retrieve_call,
-    tokenize_call,
-)
-from .retry import backoff_delay, new_retrying, parse_retry_after, retry_delay, should_retry
-from .sse import ServerSentEvent, SSEDecoder
-from .stream import ChunkDecoder, stream_error
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .accumulate import Accumulator, ChatCompletionAccumulator, CompletionAccumulator
+    from .actions import Action, Close, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
+    from .flow import (
+        AttemptHooks,
+        StreamStart,
+        call_flow,
+        make_status_error,
+        parse_response,
+        response_info,
+        stream_flow,
+    )
+    from .options import (
+        API_KEY_ENV,
+        BASE_URL_ENV,
+        DEFAULT_BASE_URL,
+        DEFAULT_LIMITS,
+        DEFAULT_TIMEOUT,
+        ClientConfig,
+        ClientOptions,
+        RequestOptions,
+        RetryPolicy,
+        TimeoutTypes,
+        make_config,
+        split_options,
+        to_timeout,
+        update_config,
+    )
+    from .request import (
+        IDEMPOTENCY_HEADER,
+        RETRY_COUNT_HEADER,
+        APICall,
+        build_request,
+        chat_completion_call,
+        chat_completion_stream_call,
+        completion_call,
+        completion_stream_call,
+        detokenize_call,
+        embedding_call,
+        model_list_call,
+        model_retrieve_call,
+        tokenize_call,
+    )
+    from .retry import backoff_delay, new_retrying, parse_retry_after, retry_delay, should_retry
+    from .sse import ServerSentEvent, SSEDecoder
+    from .stream import ChunkDecoder, stream_error
 
 __all__ = [
     "API_KEY_ENV",
@@ -125,3 +127,74 @@ __all__ = [
     "tokenize_call",
     "update_config",
 ]
+
+# name -> the submodule that defines it
+_LAZY = {
+    "Accumulator": "accumulate",
+    "ChatCompletionAccumulator": "accumulate",
+    "CompletionAccumulator": "accumulate",
+    "Action": "actions",
+    "Close": "actions",
+    "Flow": "actions",
+    "ReadBody": "actions",
+    "ReadChunk": "actions",
+    "Send": "actions",
+    "Sent": "actions",
+    "Sleep": "actions",
+    "AttemptHooks": "flow",
+    "StreamStart": "flow",
+    "call_flow": "flow",
+    "make_status_error": "flow",
+    "parse_response": "flow",
+    "response_info": "flow",
+    "stream_flow": "flow",
+    "API_KEY_ENV": "options",
+    "BASE_URL_ENV": "options",
+    "DEFAULT_BASE_URL": "options",
+    "DEFAULT_LIMITS": "options",
+    "DEFAULT_TIMEOUT": "options",
+    "ClientConfig": "options",
+    "ClientOptions": "options",
+    "RequestOptions": "options",
+    "RetryPolicy": "options",
+    "TimeoutTypes": "options",
+    "make_config": "options",
+    "split_options": "options",
+    "to_timeout": "options",
+    "update_config": "options",
+    "IDEMPOTENCY_HEADER": "request",
+    "RETRY_COUNT_HEADER": "request",
+    "APICall": "request",
+    "build_request": "request",
+    "chat_completion_call": "request",
+    "chat_completion_stream_call": "request",
+    "completion_call": "request",
+    "completion_stream_call": "request",
+    "detokenize_call": "request",
+    "embedding_call": "request",
+    "model_list_call": "request",
+    "model_retrieve_call": "request",
+    "tokenize_call": "request",
+    "backoff_delay": "retry",
+    "new_retrying": "retry",
+    "parse_retry_after": "retry",
+    "retry_delay": "retry",
+    "should_retry": "retry",
+    "ServerSentEvent": "sse",
+    "SSEDecoder": "sse",
+    "ChunkDecoder": "stream",
+    "stream_error": "stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,6 +10,7 @@ Strategy (httpx's auth flows, h11's "bring your own I/O"): a flow *yields action
     Close(response)        response.close()                      None
     Sleep(seconds)         sleep(seconds)                        None
 
+(The action classes live in ``actions``, which the clients import without the wire models.)
 When an action fails, the driver throws the (already mapped) ``APIError`` into the flow at
 the ``yield``, exactly where a blocking call would have raised. The flow returns the parsed
 object (or a ``StreamStart``) or raises. ``Client`` drives it with plain calls and
@@ -28,9 +29,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import httpx
 import pydantic
@@ -38,6 +39,7 @@ import tenacity
 
 from .._exceptions import APIError, APIResponseValidationError, APIStatusError, status_error_class
 from ..types import APIObject, ResponseInfo
+from .actions import Action, Close, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
 from .options import ClientConfig, RequestOptions
 from .request import APICall, build_request
 from .retry import new_retrying, parse_retry_after
@@ -64,42 +66,6 @@ __all__ = [
 T = TypeVar("T", bound=APIObject)
 R = TypeVar("R")
 C = TypeVar("C")  # the driver's byte iterator (sync or async); opaque to the flow
-
-
-@dataclass(frozen=True)
-class Send:
-    request: httpx.Request
-
-
-@dataclass(frozen=True)
-class Sent(Generic[C]):
-    response: httpx.Response
-    chunks: C
-
-
-@dataclass(frozen=True)
-class ReadBody:
-    response: httpx.Response
-
-
-@dataclass(frozen=True)
-class ReadChunk(Generic[C]):
-    response: httpx.Response
-    chunks: C
-
-
-@dataclass(frozen=True)
-class Close:
-    response: httpx.Response
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Action: TypeAlias = Send | ReadBody | ReadChunk[Any] | Close | Sleep
-Flow: TypeAlias = Generator[Action, Any, R]
 
 
 class AttemptHooks(Protocol):

@@ -34,6 +34,28 @@ def test_import_sdk_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_creating_a_client_loads_no_wire_models() -> None:
+    # pydantic and the models load on the first call; benchmarks/bench_sdk.py measures why
+    code = (
+        "import sys, sdk\n"
+        "sdk.Client(), sdk.AsyncClient()\n"
+        "heavy = {'pydantic', 'tenacity', 'tiktoken', 'jinja2', 'sdk.types'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_protocol_names_load_lazily() -> None:
+    from sdk import _protocol
+
+    for name in _protocol.__all__:
+        assert getattr(_protocol, name) is not None
+    assert dir(_protocol) == sorted(_protocol.__all__)
+    with pytest.raises(AttributeError):
+        _protocol.nothing_here  # noqa: B018
+
+
 @pytest.mark.parametrize(
     ("kwargs", "model", "skip"),
     [
