@@ -56,11 +56,15 @@ def llamacpp_python() -> str:
             "no llama.cpp server: llama_cpp is not importable here and "
             f"{PYTHON_ENV} is not set (see this module's docstring)"
         )
-    check = subprocess.run(
-        [python, "-c", "import llama_cpp.server.app"], capture_output=True, text=True
-    )
-    if check.returncode != 0:
-        reason = f"{python} cannot import llama_cpp.server: {check.stderr.strip()[-500:]}"
+    try:
+        check = subprocess.run(
+            [python, "-c", "import llama_cpp.server.app"], capture_output=True, text=True
+        )
+        failure = check.stderr.strip()[-500:] if check.returncode else ""
+    except OSError as exc:  # no such interpreter
+        failure = str(exc)
+    if failure:
+        reason = f"{python} cannot import llama_cpp.server: {failure}"
         if configured:
             pytest.fail(f"{PYTHON_ENV} is set, but {reason}")
         pytest.skip(reason)
