@@ -1,4 +1,4 @@
-"""Which SDPA backends compute masked, grouped-query attention correctly on this GPU?
+"""Do the SDPA backends compute masked, grouped-query attention correctly on this GPU?
 
 Compares ``scaled_dot_product_attention`` under each backend, with and without
 ``enable_gqa``, against an fp32 reference, on the shapes the runner uses (a causal prefill

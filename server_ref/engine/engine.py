@@ -56,6 +56,7 @@ class EngineTokenizer(Tokenizer, Protocol):
 @dataclass(frozen=True)
 class EngineConfig:
     device: str = "auto"
+    dtype: str = "auto"  # auto | float32 | bfloat16
     max_num_seqs: int = 32
     max_queue: int = 256
     max_batched_tokens: int = 512  # per step; also the prefill chunk size
@@ -96,7 +97,7 @@ class LLMEngine:
         from server_ref.tokenizer import load_gguf_tokenizer
 
         config = config or EngineConfig()
-        device, dtype = pick_device(config.device)
+        device, dtype = pick_device(config.device, config.dtype)
         reader = open_gguf(path)
         cfg = read_config(reader)
         tokenizer = load_gguf_tokenizer(reader)

@@ -13,18 +13,32 @@ from server_ref.engine.cuda_graphs import DecodeGraphs
 from server_ref.engine.scheduler import ScheduledSeq
 from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
-def pick_device(name: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """``auto``: CUDA with bf16 when present, else CPU fp32."""
+
+def pick_device(name: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """``auto``: CUDA when present, else CPU. Dtype ``auto``: bf16 on CUDA, fp32 on CPU.
+
+    fp32 is the CPU default for fidelity: bf16 ran 1.4-1.6x faster on a CPU with AVX512-BF16
+    (benchmarks/bench_model.py --dtype), but it flips near-ties, e.g. the default model's first
+    token for "What is the capital of France?" (a 0.35-logit margin), as llama.cpp's
+    quantized activations do.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but no CUDA device is available")
-        return torch.device("cuda"), torch.bfloat16
-    if name == "cpu":
-        return torch.device("cpu"), torch.float32
-    raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+        device = torch.device("cuda")
+    elif name == "cpu":
+        device = torch.device("cpu")
+    else:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if dtype == "auto":
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32 or bfloat16")
+    return device, _DTYPES[dtype]
 
 
 class ModelRunner:

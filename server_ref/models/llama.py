@@ -17,20 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from server_ref.loading.gguf import ModelConfig
-
-# Masked attention over gathered cache entries. On an H200 (torch 2.11, bf16) the cached path
-# gave wrong results with SDPA's default backend choice plus enable_gqa; we repeat KV heads
-# ourselves and allow only backends that take a boolean mask (CUDA's flash kernel refuses a
-# mask and is skipped; on CPU "flash" is the masked CPU kernel). cuDNN is left out.
-# benchmarks/cuda_attention_check.py compares each backend against a reference.
-_MASKED_SDPA_BACKENDS = [
-    SDPBackend.FLASH_ATTENTION,
-    SDPBackend.EFFICIENT_ATTENTION,
-    SDPBackend.MATH,
-]
 
 
 class RMSNorm(nn.Module):
@@ -141,14 +129,12 @@ class Attention(nn.Module):
         kc.index_copy_(0, meta.slot_mapping, k)
         vc.index_copy_(0, meta.slot_mapping, v)
         out = torch.empty_like(q)  # [N, H, D]
-        rep = self.n_heads // self.n_kv
         for g in meta.groups:
             s, ql = g.n_seqs, g.q_len
             qg = q[g.rows].view(s, ql, self.n_heads, self.hd).transpose(1, 2)  # [S, H, Q, D]
-            # gather this group's keys/values and repeat each KV head for its query heads
-            kg = kc[g.key_slots].repeat_interleave(rep, dim=2).transpose(1, 2)  # [S, H, Lk, D]
-            vg = vc[g.key_slots].repeat_interleave(rep, dim=2).transpose(1, 2)  # [S, H, Lk, D]
-            og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask)  # [S, H, Q, D]
+            kg = kc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
+            vg = vc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
+            og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, enable_gqa=True)
             out[g.rows] = og.transpose(1, 2).reshape(s * ql, self.n_heads, self.hd)
         y: Tensor = self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
         return y
@@ -222,11 +208,10 @@ class Llama(nn.Module):
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
         cos, sin = self.rope_cos[meta.positions], self.rope_sin[meta.positions]  # [N, D/2]
         h = self.embed(tokens)  # [N, dim]
-        with sdpa_kernel(_MASKED_SDPA_BACKENDS):
-            for i, blk in enumerate(self.blocks):
-                assert isinstance(blk, Block)
-                h = h + blk.attn(blk.attn_norm(h), cos, sin, i, cache, meta)
-                h = h + blk.mlp(blk.ffn_norm(h))
+        for i, blk in enumerate(self.blocks):
+            assert isinstance(blk, Block)
+            h = h + blk.attn(blk.attn_norm(h), cos, sin, i, cache, meta)
+            h = h + blk.mlp(blk.ffn_norm(h))
         h = self.norm(h[meta.logits_rows])  # [M, dim]
         logits: Tensor = self.lm_head(h)
         return logits.float()  # [M, vocab]

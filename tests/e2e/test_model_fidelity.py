@@ -69,6 +69,8 @@ def test_generate_cli(default_gguf: Path) -> None:
             str(default_gguf),
             "--device",
             os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
+            "--dtype",
+            os.environ.get("LLM_SDK_TEST_DTYPE", "float32"),
             "--max-tokens",
             "24",
         ],
