@@ -222,7 +222,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from server_ref.api.app import create_app
     from server_ref.api.loading import DeferredApp
-    from server_ref.engine.engine import AsyncEngine
+    from server_ref.engine.async_engine import AsyncEngine
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535")

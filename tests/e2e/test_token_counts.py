@@ -24,7 +24,8 @@ import pytest
 
 import sdk
 from server_ref.api import create_app
-from server_ref.engine.engine import AsyncEngine, LLMEngine
+from server_ref.engine.async_engine import AsyncEngine
+from server_ref.engine.engine import LLMEngine
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,8 @@ from fastapi import FastAPI
 from live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
 
 from server_ref.api.app import create_app
-from server_ref.engine.engine import AsyncEngine, EngineConfig, LLMEngine
+from server_ref.engine.async_engine import AsyncEngine
+from server_ref.engine.engine import EngineConfig, LLMEngine
 
 LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
 

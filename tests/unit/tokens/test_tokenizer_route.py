@@ -120,7 +120,8 @@ def test_model_routes_still_answer(gguf_tokenizer: GGUFTokenizer) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_gguf: Path) -> Iterator[Any]:
-    from server_ref.engine.engine import AsyncEngine, EngineConfig, LLMEngine
+    from server_ref.engine.async_engine import AsyncEngine
+    from server_ref.engine.engine import EngineConfig, LLMEngine
 
     engine = AsyncEngine(
         LLMEngine.from_gguf(str(tiny_gguf), EngineConfig(device="cpu", kv_cache_mib=8))
