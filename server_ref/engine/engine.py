@@ -8,7 +8,6 @@ thread for the HTTP layer.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,8 +27,6 @@ from server_ref.engine.types import (
     Tokenizer,
     TokenLogprob,
 )
-
-log = logging.getLogger("server_ref.engine")
 
 # End-of-generation tokens llama.cpp also treats as EOG when a vocabulary has them.
 _EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>")
