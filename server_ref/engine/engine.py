@@ -51,7 +51,7 @@ class EngineConfig:
     max_num_seqs: int = 32
     max_queue: int = 256
     max_batched_tokens: int = 512  # per step; also the prefill chunk size
-    block_size: int = 16
+    block_size: int = 8
     kv_cache_mib: int | None = None  # default: 512 MiB on CPU, 8 GiB on CUDA
     max_model_len: int | None = None  # default: the model's context length, capped by the cache
     # replay captured graphs for decode steps on CUDA; off by default until it has been run on
@@ -189,8 +189,10 @@ class LLMEngine:
             return []
         tables = [self.scheduler.blocks.table(s.seq.request_id) for s in batch]
         logits = self.runner.execute(batch, tables)
+        blocks = self.scheduler.blocks
         for s in batch:
             s.seq.num_computed += s.num_new
+            blocks.commit(s.seq.request_id, s.seq.num_computed, s.seq.tokens_between)
         sampling = [s.seq for s in batch if s.samples]
         rows = [
             RowState(q.params, q.output_ids, self._generators.get(q.request_id)) for q in sampling

@@ -81,8 +81,15 @@ class Scheduler:
             break  # seq itself was preempted; nothing after it is left running
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
+            if not self.blocks.table(seq.request_id):
+                # reuse cached blocks of a known prefix (shared system prompt, earlier turns)
+                seq.num_computed = self.blocks.match_prefix(
+                    seq.request_id, seq.num_tokens, seq.tokens_between
+                )
             n = min(seq.remaining, budget)
             if not self.blocks.can_grow(seq.request_id, seq.num_computed + n):
+                self.blocks.free(seq.request_id)  # matched blocks go back to the cache
+                seq.num_computed = 0
                 break
             self.waiting.popleft()
             self.blocks.grow(seq.request_id, seq.num_computed + n)

@@ -62,3 +62,33 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int, gr
         assert chunk != 512 or (4, 64) in runner.graphs._buckets
     if chunk == 7:
         assert steps > 6  # the 21-token prompt really was prefilled in several chunks
+
+
+def test_reused_prefix_blocks_give_the_same_logits(model: Llama) -> None:
+    # the second prompt starts with the first one's 12 tokens: its first 3 blocks come from the
+    # prefix cache, computed in another batch, and must give the logits of a full pass
+    torch.manual_seed(1)
+    shared = torch.randint(0, 256, (12,)).tolist()
+    blocks = BlockManager(num_blocks=16, block_size=4)
+    sched = Scheduler(blocks, max_num_seqs=4, max_queue=4, max_batched_tokens=64)
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
+    hits = []
+    for i, tail in enumerate(([1, 2, 3], [9, 8, 7, 6, 5])):
+        seq = Sequence(f"s{i}", shared + tail, SamplingParams(max_tokens=3), frozenset())
+        sched.add(seq)
+        while len(seq.output_ids) < 3:
+            batch = sched.schedule()
+            if len(hits) == i:  # first step of this sequence: how much came from the cache
+                hits.append(seq.num_computed)
+            logits = runner.execute(batch, [blocks.table(b.seq.request_id) for b in batch])
+            for b in batch:
+                b.seq.num_computed += b.num_new
+                blocks.commit(b.seq.request_id, b.seq.num_computed, b.seq.tokens_between)
+            ids = seq.prompt_ids + seq.output_ids
+            with torch.inference_mode():
+                full = model.forward_full(torch.tensor([ids], device=model.device))[0, -1]
+            torch.testing.assert_close(logits[0], full, atol=1e-4, rtol=0)
+            seq.output_ids.append(int(logits[0].argmax()))
+        sched.finish(seq)
+    assert hits == [0, 12]  # the second sequence started with the shared 12 tokens cached
+    assert blocks.num_used == 0
