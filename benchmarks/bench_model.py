@@ -99,7 +99,8 @@ def main() -> None:
     device, dtype = pick_device(args.device, args.dtype)
     reader = open_gguf(resolve_model(args.model))
     cfg = read_config(reader)
-    model = build_model(cfg, load_tensors(reader), device, dtype, max_positions=4096)
+    tensors = load_tensors(reader)
+    model = build_model(cfg, tensors, device, dtype, max_positions=4096, prepack=False)
     name = (
         torch.cuda.get_device_name()
         if device.type == "cuda"
@@ -109,18 +110,34 @@ def main() -> None:
         f"model {cfg.name}  device {device} ({name}, "
         f"{torch.get_num_threads()} threads)  dtype {dtype}"
     )
-    # on CUDA, decode steps both eagerly and as replayed CUDA graphs (what the server does)
-    modes = ["eager", "cuda-graphs"] if device.type == "cuda" else ["eager"]
-    results = [
-        (
-            f"{mode:11s} batch {b:3d}",
-            b,
-            decode_tps(model, b, args.prompt_len, args.steps, mode != "eager"),
-        )
-        for mode in modes
-        for b in (int(x) for x in args.batches.split(","))
-    ]
     wb = weight_bytes_per_token(model)
+    # each mode next to the plain eager one: on CUDA decode steps replayed as CUDA graphs (what
+    # the server can do), on CPU linear layers on oneDNN-prepacked weights (what it does)
+    batches = [int(x) for x in args.batches.split(",")]
+    results = [
+        (f"{'eager':11s} batch {b:3d}", b, decode_tps(model, b, args.prompt_len, args.steps))
+        for b in batches
+    ]
+    if device.type == "cuda":
+        results += [
+            (
+                f"{'cuda-graphs':11s} batch {b:3d}",
+                b,
+                decode_tps(model, b, args.prompt_len, args.steps, graphs=True),
+            )
+            for b in batches
+        ]
+    else:
+        del model
+        model = build_model(cfg, tensors, device, dtype, max_positions=4096)
+        results += [
+            (
+                f"{'prepacked':11s} batch {b:3d}",
+                b,
+                decode_tps(model, b, args.prompt_len, args.steps),
+            )
+            for b in batches
+        ]
     bw = read_bandwidth(device, dtype)  # after decoding: its 1 GiB buffer must not disturb it
     bound = bw / wb
     print(

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from server_ref.loading.gguf import ModelConfig
+from server_ref.models.prepack import prepack_linears
 
 
 class RMSNorm(nn.Module):
@@ -270,8 +271,13 @@ def build_model(
     device: torch.device,
     dtype: torch.dtype,
     max_positions: int | None = None,
+    prepack: bool = True,
 ) -> Llama:
-    """Instantiate on the meta device, then load the GGUF weights (no double allocation)."""
+    """Instantiate on the meta device, then load the GGUF weights (no double allocation).
+
+    ``prepack``: on CPU, hand the linear layers' weights to oneDNN in its blocked layout
+    (``models.prepack``; 1.5-3x faster matmuls at decode batch sizes). Ignored elsewhere.
+    """
     with torch.device("meta"):
         model = Llama(cfg, max_positions)
     sd = gguf_to_state_dict(cfg, tensors)
@@ -286,4 +292,7 @@ def build_model(
     model.rope_cos, model.rope_sin = cos, sin
     model.to(device=device, dtype=dtype)
     model.rope_cos, model.rope_sin = cos.to(device), sin.to(device)  # keep rope tables fp32
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    if prepack:
+        prepack_linears(model)
+    return model

@@ -1,0 +1,99 @@
+"""oneDNN-prepacked linear layers compute what nn.Linear computes, or are not used at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.models import prepack
+from server_ref.models.llama import Llama, build_model
+from server_ref.models.prepack import PackedLinear, prepack_linears
+
+needs_onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN"
+)
+
+
+def _build(path: Path, dtype: torch.dtype, pack: bool) -> Llama:
+    r = open_gguf(path)
+    return build_model(read_config(r), load_tensors(r), torch.device("cpu"), dtype, prepack=pack)
+
+
+def _linears(model: nn.Module, kind: type[nn.Module]) -> int:
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    ("dtype", "atol"), [(torch.float32, 1e-5), (torch.bfloat16, 0.25)], ids=["fp32", "bf16"]
+)
+def test_prepacked_model_gives_the_plain_models_logits(
+    tiny_gguf: Path, dtype: torch.dtype, atol: float
+) -> None:
+    plain, packed = _build(tiny_gguf, dtype, False), _build(tiny_gguf, dtype, True)
+    n_layers = plain.cfg.n_layers
+    assert _linears(plain, PackedLinear) == 0
+    # q, k, v, o, gate, up, down per block, plus the (tied) output head
+    assert _linears(packed, PackedLinear) == 7 * n_layers + 1
+    assert _linears(packed, nn.Linear) == 0
+    tokens = torch.randint(
+        0, plain.cfg.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.inference_mode():
+        want, got = plain.forward_full(tokens), packed.forward_full(tokens)
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+    # the tied embedding is still the model's own parameter, untouched by packing
+    assert packed.embed.weight.dtype == dtype
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 5, 16, 17, 64])
+def test_packed_linear_takes_any_row_count(rows: int) -> None:
+    g = torch.Generator().manual_seed(rows)
+    lin = nn.Linear(40, 24, bias=False)
+    x = torch.randn(rows, 40, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(PackedLinear(lin.weight)(x), lin(x), atol=1e-5, rtol=1e-5)
+    assert "oneDNN" in repr(PackedLinear(lin.weight))
+
+
+def test_unsupported_dtype_leaves_the_model_alone() -> None:
+    model = nn.Sequential(nn.Linear(8, 8, bias=False)).double()
+    assert prepack_linears(model) == 0
+    assert isinstance(model[0], nn.Linear)
+
+
+def test_layers_with_bias_are_not_touched() -> None:
+    model = nn.Sequential(nn.Linear(8, 8))
+    assert prepack_linears(model) == 0
+    assert isinstance(model[0], nn.Linear)
+
+
+@needs_onednn
+def test_a_packing_that_fails_its_probe_falls_back_to_nn_linear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a build whose oneDNN raises for the dtype, and one whose results are off, both keep nn.Linear
+    model = nn.Sequential(nn.Linear(8, 8, bias=False), nn.Linear(8, 4, bias=False))
+
+    def raises(self: PackedLinear, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("no kernel")
+
+    monkeypatch.setattr(PackedLinear, "forward", raises)
+    assert prepack_linears(model) == 0
+    monkeypatch.setattr(PackedLinear, "forward", lambda self, x: torch.zeros(x.shape[0], 8))
+    assert prepack_linears(model) == 0
+    assert _linears(model, nn.Linear) == 2
+    monkeypatch.undo()
+    assert prepack_linears(model) == 2
+    assert _linears(model, PackedLinear) == 2
+
+
+def test_no_onednn_means_no_packing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prepack.torch.backends.mkldnn, "is_available", lambda: False)
+    model = nn.Sequential(nn.Linear(8, 8, bias=False))
+    assert prepack_linears(model) == 0
