@@ -111,30 +111,41 @@ class BatchMeta:
 
 
 class Attention(nn.Module):
+    """Q, K and V come from one fused projection (one matmul instead of three; the GGUF's
+    three weights are concatenated at load). RoPE rotates Q and K together."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wqkv = nn.Linear(
+            cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False
+        )
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [N, dim] -> q [N, H, D], k [N, KV, D] (both rotated), v [N, KV, D]."""
+        n, h, kv = x.shape[0], self.n_heads, self.n_kv
+        qkv = self.wqkv(x).view(n, h + 2 * kv, self.hd)
+        qk = apply_rope(qkv[:, : h + kv], cos, sin)
+        return qk[:, :h], qk[:, h:], qkv[:, h + kv :]
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, cache: KVCache, meta: BatchMeta
     ) -> Tensor:
         n = x.shape[0]
-        q = apply_rope(self.wq(x).view(n, self.n_heads, self.hd), cos, sin)  # [N, H, D]
-        k = apply_rope(self.wk(x).view(n, self.n_kv, self.hd), cos, sin)  # [N, KV, D]
-        v = self.wv(x).view(n, self.n_kv, self.hd)  # [N, KV, D]
+        q, k, v = self._qkv(x, cos, sin)  # [N, H, D], [N, KV, D], [N, KV, D]
         kc, vc = cache.k[layer], cache.v[layer]  # [slots, KV, D]
         kc.index_copy_(0, meta.slot_mapping, k)
         vc.index_copy_(0, meta.slot_mapping, v)
         out = torch.empty_like(q)  # [N, H, D]
         for g in meta.groups:
             s, ql = g.n_seqs, g.q_len
+            lk = g.key_slots.shape[1]
             qg = q[g.rows].view(s, ql, self.n_heads, self.hd).transpose(1, 2)  # [S, H, Q, D]
-            kg = kc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
-            vg = vc[g.key_slots].transpose(1, 2)  # [S, KV, Lk, D]
+            # index_select on the flattened slot list: several times faster than kc[key_slots]
+            flat = g.key_slots.reshape(-1)
+            kg = kc.index_select(0, flat).view(s, lk, self.n_kv, self.hd).transpose(1, 2)
+            vg = vc.index_select(0, flat).view(s, lk, self.n_kv, self.hd).transpose(1, 2)
             og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, enable_gqa=True)
             out[g.rows] = og.transpose(1, 2).reshape(s * ql, self.n_heads, self.hd)
         y: Tensor = self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
@@ -143,10 +154,7 @@ class Attention(nn.Module):
     def forward_full(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
         b, t, _ = x.shape
-        flat = x.reshape(b * t, -1)
-        q = apply_rope(self.wq(flat).view(b * t, self.n_heads, self.hd), cos, sin)
-        k = apply_rope(self.wk(flat).view(b * t, self.n_kv, self.hd), cos, sin)
-        v = self.wv(flat).view(b * t, self.n_kv, self.hd)
+        q, k, v = self._qkv(x.reshape(b * t, -1), cos, sin)
         q = q.view(b, t, self.n_heads, self.hd).transpose(1, 2)  # [B, H, T, D]
         k = k.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
         v = v.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
@@ -156,16 +164,17 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up as one fused projection."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
-        self.up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.ffn = cfg.ffn_dim
+        self.gate_up = nn.Linear(cfg.dim, 2 * cfg.ffn_dim, bias=False)
         self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        y: Tensor = self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = self.gate_up(x).split(self.ffn, dim=-1)
+        y: Tensor = self.down(F.silu(gate) * up)
         return y
 
 
@@ -231,16 +240,17 @@ class Llama(nn.Module):
         return logits.float()
 
 
-# GGUF tensor name -> our parameter name, per block and global
+# GGUF tensor name -> our parameter name, per block and global. Several GGUF tensors that feed
+# one fused projection share a name and are concatenated (rows) in the order listed here.
 _BLOCK_NAMES = {
     "attn_norm.weight": "attn_norm.weight",
-    "attn_q.weight": "attn.wq.weight",
-    "attn_k.weight": "attn.wk.weight",
-    "attn_v.weight": "attn.wv.weight",
+    "attn_q.weight": "attn.wqkv.weight",
+    "attn_k.weight": "attn.wqkv.weight",
+    "attn_v.weight": "attn.wqkv.weight",
     "attn_output.weight": "attn.wo.weight",
     "ffn_norm.weight": "ffn_norm.weight",
-    "ffn_gate.weight": "mlp.gate.weight",
-    "ffn_up.weight": "mlp.up.weight",
+    "ffn_gate.weight": "mlp.gate_up.weight",
+    "ffn_up.weight": "mlp.gate_up.weight",
     "ffn_down.weight": "mlp.down.weight",
 }
 _GLOBAL_NAMES = {
@@ -251,15 +261,17 @@ _GLOBAL_NAMES = {
 
 
 def gguf_to_state_dict(cfg: ModelConfig, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename GGUF tensors to this module's parameter names (shapes already match)."""
-    sd: dict[str, Tensor] = {}
-    for name, t in tensors.items():
-        if name in _GLOBAL_NAMES:
-            sd[_GLOBAL_NAMES[name]] = t
-        elif name.startswith("blk."):
-            _, idx, rest = name.split(".", 2)
-            if rest in _BLOCK_NAMES:
-                sd[f"blocks.{idx}.{_BLOCK_NAMES[rest]}"] = t
+    """Rename GGUF tensors to this module's parameter names, concatenating fused ones."""
+    sd = {ours: tensors[name] for name, ours in _GLOBAL_NAMES.items() if name in tensors}
+    fused: dict[str, list[str]] = {}
+    for gguf_name, ours in _BLOCK_NAMES.items():
+        fused.setdefault(ours, []).append(gguf_name)
+    for i in range(cfg.n_layers):
+        for ours, gguf_names in fused.items():
+            found = [tensors.get(f"blk.{i}.{n}") for n in gguf_names]
+            ts = [t for t in found if t is not None]
+            if len(ts) == len(found):  # a fused weight with a part missing counts as missing
+                sd[f"blocks.{i}.{ours}"] = ts[0] if len(ts) == 1 else torch.cat(ts)
     if cfg.tie_embeddings:
         sd["lm_head.weight"] = sd["embed.weight"]
     return sd

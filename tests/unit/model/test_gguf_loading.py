@@ -21,6 +21,7 @@ from server_ref.loading.gguf import (
     open_gguf,
     read_config,
 )
+from server_ref.models.llama import build_model
 
 # types gguf can quantize, plus K/I-quants that gguf can only dequantize (written as raw blocks)
 QUANTIZABLE = [Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.TQ1_0, Q.TQ2_0]
@@ -109,3 +110,18 @@ def test_unsupported_tensor_type(tmp_path: Path) -> None:
     r = open_gguf(_write(tmp_path / "t.gguf", {"ints": (np.arange(32, dtype=np.int32), Q.I32)}))
     with pytest.raises(UnsupportedTensorTypeError, match="'ints' has type I32"):
         load_tensors(r)
+
+
+@pytest.mark.parametrize(
+    "dropped", ["blk.1.attn_k.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"]
+)
+def test_a_missing_weight_is_named_even_when_it_feeds_a_fused_projection(
+    tiny_gguf: Path, dropped: str
+) -> None:
+    # q/k/v and gate/up are concatenated into one matrix each at load; a missing part must be
+    # reported as missing, not as a shape mismatch deep inside load_state_dict
+    r = open_gguf(tiny_gguf)
+    tensors = load_tensors(r)
+    del tensors[dropped]
+    with pytest.raises(ValueError, match="lacks weights for: blocks"):
+        build_model(read_config(r), tensors, torch.device("cpu"), torch.float32)

@@ -37,8 +37,8 @@ def test_prepacked_model_gives_the_plain_models_logits(
     plain, packed = _build(tiny_gguf, dtype, False), _build(tiny_gguf, dtype, True)
     n_layers = plain.cfg.n_layers
     assert _linears(plain, PackedLinear) == 0
-    # q, k, v, o, gate, up, down per block, plus the (tied) output head
-    assert _linears(packed, PackedLinear) == 7 * n_layers + 1
+    # fused qkv, o, fused gate_up, down per block, plus the (tied) output head
+    assert _linears(packed, PackedLinear) == 4 * n_layers + 1
     assert _linears(packed, nn.Linear) == 0
     tokens = torch.randint(
         0, plain.cfg.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0)
