@@ -50,7 +50,7 @@ class DecodeGraphs:
         self.cache = cache
         self.trash = trash_slot
         self.max_batch = min(max_batch, BATCH_BUCKETS[-1])
-        self.max_width = model.rope_cos.shape[0]
+        self.max_width = model.rope.shape[0]
         self.capture = capture
         self._buckets: dict[tuple[int, int], _Bucket] = {}
         self._pool = torch.cuda.graph_pool_handle() if capture else None

@@ -30,26 +30,23 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # normalise in fp32 even when running bf16, as llama.cpp does
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight.float()).to(x.dtype)
+        w = self.weight.float()
+        return F.rms_norm(x.float(), w.shape, w, self.eps).to(x.dtype)
 
 
-def rope_tables(head_dim: int, max_pos: int, base: float) -> tuple[Tensor, Tensor]:
-    """cos/sin tables of shape [max_pos, head_dim // 2] (fp32)."""
+def rope_table(head_dim: int, max_pos: int, base: float) -> Tensor:
+    """Rotations e^(i * pos * theta_j) as complex64, shape [max_pos, head_dim // 2]."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.arange(max_pos, dtype=torch.float64)[:, None] * inv_freq[None, :]
-    return angles.cos().float(), angles.sin().float()
+    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate adjacent pairs. x: [N, heads, D]; cos/sin: [N, D/2]."""
+def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
+    """Rotate adjacent pairs (x[2j], x[2j+1]) as complex numbers. x: [N, heads, D]; rot:
+    [N, D/2] complex. One complex multiply: the arithmetic of x0*c - x1*s, x0*s + x1*c."""
     n, h, d = x.shape
-    xp = x.float().view(n, h, d // 2, 2)  # [N, H, D/2, 2]
-    x0, x1 = xp[..., 0], xp[..., 1]  # [N, H, D/2]
-    c, s = cos[:, None, :], sin[:, None, :]  # [N, 1, D/2]
-    out = torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), dim=-1)  # [N, H, D/2, 2]
-    return out.view(n, h, d).to(x.dtype)
+    xc = torch.view_as_complex(x.float().view(n, h, d // 2, 2))  # [N, H, D/2]
+    return torch.view_as_real(xc * rot[:, None, :]).view(n, h, d).to(x.dtype)
 
 
 @dataclass
@@ -122,18 +119,18 @@ class Attention(nn.Module):
         )
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor, rot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: [N, dim] -> q [N, H, D], k [N, KV, D] (both rotated), v [N, KV, D]."""
         n, h, kv = x.shape[0], self.n_heads, self.n_kv
         qkv = self.wqkv(x).view(n, h + 2 * kv, self.hd)
-        qk = apply_rope(qkv[:, : h + kv], cos, sin)
+        qk = apply_rope(qkv[:, : h + kv], rot)
         return qk[:, :h], qk[:, h:], qkv[:, h + kv :]
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, cache: KVCache, meta: BatchMeta
+        self, x: Tensor, rot: Tensor, layer: int, cache: KVCache, meta: BatchMeta
     ) -> Tensor:
         n = x.shape[0]
-        q, k, v = self._qkv(x, cos, sin)  # [N, H, D], [N, KV, D], [N, KV, D]
+        q, k, v = self._qkv(x, rot)  # [N, H, D], [N, KV, D], [N, KV, D]
         kc, vc = cache.k[layer], cache.v[layer]  # [slots, KV, D]
         kc.index_copy_(0, meta.slot_mapping, k)
         vc.index_copy_(0, meta.slot_mapping, v)
@@ -151,10 +148,10 @@ class Attention(nn.Module):
         y: Tensor = self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
         return y
 
-    def forward_full(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward_full(self, x: Tensor, rot: Tensor) -> Tensor:
         """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
         b, t, _ = x.shape
-        q, k, v = self._qkv(x.reshape(b * t, -1), cos, sin)
+        q, k, v = self._qkv(x.reshape(b * t, -1), rot)
         q = q.view(b, t, self.n_heads, self.hd).transpose(1, 2)  # [B, H, T, D]
         k = k.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
         v = v.view(b, t, self.n_kv, self.hd).transpose(1, 2)  # [B, KV, T, D]
@@ -190,8 +187,7 @@ class Block(nn.Module):
 class Llama(nn.Module):
     """The decoder. ``forward`` runs a cached step; ``forward_full`` a cache-free pass."""
 
-    rope_cos: Tensor  # [max_pos, head_dim / 2] fp32 buffers
-    rope_sin: Tensor
+    rope: Tensor  # [max_pos, head_dim / 2] complex64, on the model's device
 
     def __init__(self, cfg: ModelConfig, max_positions: int | None = None) -> None:
         super().__init__()
@@ -202,9 +198,8 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        cos, sin = rope_tables(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # a plain attribute, not a buffer: Module.to(dtype) would cast it to a real dtype
+        self.rope = rope_table(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
 
     @property
     def device(self) -> torch.device:
@@ -216,11 +211,11 @@ class Llama(nn.Module):
 
     def forward(self, tokens: Tensor, cache: KVCache, meta: BatchMeta) -> Tensor:
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
-        cos, sin = self.rope_cos[meta.positions], self.rope_sin[meta.positions]  # [N, D/2]
+        rot = self.rope[meta.positions]  # [N, D/2]
         h = self.embed(tokens)  # [N, dim]
         for i, blk in enumerate(self.blocks):
             assert isinstance(blk, Block)
-            h = h + blk.attn(blk.attn_norm(h), cos, sin, i, cache, meta)
+            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta)
             h = h + blk.mlp(blk.ffn_norm(h))
         h = self.norm(h[meta.logits_rows])  # [M, dim]
         logits: Tensor = self.lm_head(h)
@@ -230,11 +225,11 @@ class Llama(nn.Module):
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
         b, t = tokens.shape
         pos = torch.arange(t, device=tokens.device).repeat(b)  # [B*T]
-        cos, sin = self.rope_cos[pos], self.rope_sin[pos]
+        rot = self.rope[pos]
         h = self.embed(tokens)  # [B, T, dim]
         for blk in self.blocks:
             assert isinstance(blk, Block)
-            h = h + blk.attn.forward_full(blk.attn_norm(h), cos, sin)
+            h = h + blk.attn.forward_full(blk.attn_norm(h), rot)
             h = h + blk.mlp(blk.ffn_norm(h))
         logits: Tensor = self.lm_head(self.norm(h))
         return logits.float()
@@ -300,10 +295,9 @@ def build_model(
     model.load_state_dict({k: sd[k] for k in expected}, assign=True, strict=True)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed.weight
-    cos, sin = rope_tables(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
-    model.rope_cos, model.rope_sin = cos, sin
+    rope = rope_table(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
     model.to(device=device, dtype=dtype)
-    model.rope_cos, model.rope_sin = cos.to(device), sin.to(device)  # keep rope tables fp32
+    model.rope = rope.to(device)
     model.eval().requires_grad_(False)
     if prepack:
         prepack_linears(model)
