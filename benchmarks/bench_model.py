@@ -1,10 +1,13 @@
 """Decode throughput of the reference model, next to the memory-bandwidth bound.
 
-Prints single-stream decode tokens/s, batched decode tokens/s at batch 8 and 32, and the
-bound: (bytes of weights one decode step reads) / (measured read bandwidth). Decode of a
-small model at batch 1 is bandwidth-bound, so the bound says how close the runner gets.
+Prints single-stream decode tokens/s and batched decode tokens/s (batch 8 and 32 by default)
+for each way the runner can execute (plain eager; CPU: oneDNN-prepacked weights, in the
+model's dtype and with bf16 matmuls; CUDA: CUDA graphs), each next to its bound at batch 1:
+(measured read bandwidth) / (bytes of weights one decode step reads). Decode of a small model
+at batch 1 is bandwidth-bound, so the bound says how close the runner gets.
 
-    python benchmarks/bench_model.py [--model NAME|PATH] [--device auto|cpu|cuda] [--steps 32]
+    python benchmarks/bench_model.py [--model NAME|PATH] [--device auto|cpu|cuda]
+        [--dtype auto|float32|bfloat16|mixed] [--batches 1,8,32] [--steps 32]
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner, pick_device
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
-from server_ref.engine.types import SamplingParams
+from server_ref.engine.types import DTYPE_CHOICES, SamplingParams
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
 from server_ref.loading.registry import resolve_model
 from server_ref.models.llama import Llama, build_model
+from server_ref.models.prepack import PackedLinear
 
 
 def sync(device: torch.device) -> None:
@@ -45,10 +49,17 @@ def read_bandwidth(device: torch.device, dtype: torch.dtype, mib: int = 1024) ->
 
 
 def weight_bytes_per_token(model: Llama) -> int:
-    """Every weight is read once per decode step, except the embedding (one row)."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    if not model.cfg.tie_embeddings:
-        total -= model.embed.weight.numel() * model.embed.weight.element_size()
+    """Every weight is read once per decode step, except the embedding (one row); a tied
+    embedding is read whole as the output head unless the head has its own packed copy."""
+    total = sum(
+        m.in_features * m.out_features * m.matmul_dtype.itemsize
+        for m in model.modules()
+        if isinstance(m, PackedLinear)
+    )
+    head_is_embed = model.cfg.tie_embeddings and not isinstance(model.lm_head, PackedLinear)
+    for name, p in model.named_parameters():  # a tied weight is listed once
+        if name != "embed.weight" or head_is_embed:
+            total += p.numel() * p.element_size()
     return total
 
 
@@ -91,16 +102,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--batches", default="1,8,32")
     args = ap.parse_args()
-    device, dtype = pick_device(args.device, args.dtype)
+    device, dtype, matmul_dtype = pick_device(args.device, args.dtype)
     reader = open_gguf(resolve_model(args.model))
     cfg = read_config(reader)
     tensors = load_tensors(reader)
-    model = build_model(cfg, tensors, device, dtype, max_positions=4096, prepack=False)
     name = (
         torch.cuda.get_device_name()
         if device.type == "cuda"
@@ -110,46 +120,39 @@ def main() -> None:
         f"model {cfg.name}  device {device} ({name}, "
         f"{torch.get_num_threads()} threads)  dtype {dtype}"
     )
-    wb = weight_bytes_per_token(model)
     # each mode next to the plain eager one: on CUDA decode steps replayed as CUDA graphs (what
-    # the server can do), on CPU linear layers on oneDNN-prepacked weights (what it does)
-    batches = [int(x) for x in args.batches.split(",")]
-    results = [
-        (f"{'eager':11s} batch {b:3d}", b, decode_tps(model, b, args.prompt_len, args.steps))
-        for b in batches
-    ]
+    # the server can do); on CPU linear layers on oneDNN-prepacked weights, in the model's dtype
+    # and, for --dtype auto/mixed, with bf16 matmuls (what the server does)
+    modes: list[tuple[str, bool, torch.dtype | None, bool]] = [("eager", False, None, False)]
     if device.type == "cuda":
-        results += [
-            (
-                f"{'cuda-graphs':11s} batch {b:3d}",
-                b,
-                decode_tps(model, b, args.prompt_len, args.steps, graphs=True),
-            )
-            for b in batches
-        ]
+        modes.append(("cuda-graphs", False, None, True))
     else:
-        del model
-        model = build_model(cfg, tensors, device, dtype, max_positions=4096)
-        results += [
-            (
-                f"{'prepacked':11s} batch {b:3d}",
-                b,
-                decode_tps(model, b, args.prompt_len, args.steps),
-            )
-            for b in batches
-        ]
-    bw = read_bandwidth(device, dtype)  # after decoding: its 1 GiB buffer must not disturb it
-    bound = bw / wb
-    print(
-        f"weights read per decode step: {wb / 1e6:.1f} MB; "
-        f"measured read bandwidth {bw / 1e9:.1f} GB/s"
-    )
-    print(f"bandwidth bound at batch 1: {bound:.1f} tokens/s")
-    for label, b, tps in results:
-        print(
-            f"{label}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
-            f"{tps / bound:5.2f}x the batch-1 bound)"
+        modes.append(("prepacked", True, None, False))
+        if matmul_dtype != dtype:
+            modes.append((f"prepacked, {_short(matmul_dtype)} matmuls", True, matmul_dtype, False))
+    batches = [int(x) for x in args.batches.split(",")]
+    results = []
+    for label, pack, mm, graphs in modes:
+        model = build_model(
+            cfg, tensors, device, dtype, max_positions=4096, prepack=pack, matmul_dtype=mm
         )
+        wb = weight_bytes_per_token(model)
+        for b in batches:
+            results.append(
+                (label, b, wb, decode_tps(model, b, args.prompt_len, args.steps, graphs))
+            )
+        del model
+    bw = read_bandwidth(device, dtype)  # after decoding: its 1 GiB buffer must not disturb it
+    print(f"measured read bandwidth {bw / 1e9:.1f} GB/s")
+    for label, b, wb, tps in results:
+        print(
+            f"{label:31s} batch {b:3d}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
+            f"{wb / 1e6:5.0f} MB of weights a step, {tps * wb / bw:5.2f}x the batch-1 bound)"
+        )
+
+
+def _short(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
 if __name__ == "__main__":

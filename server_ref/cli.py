@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TextIO
 
+from server_ref.engine.types import DTYPE_CHOICES
 from server_ref.loading import registry
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
@@ -112,9 +113,10 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="auto: bfloat16 on CUDA, float32 on CPU (bfloat16 is faster on CPUs with "
-        "AVX512-BF16 but less exact)",
+        choices=list(DTYPE_CHOICES),
+        help="auto: bfloat16 on CUDA, float32 on CPU. mixed (CPU): a float32 model whose "
+        "matmuls take bfloat16 weights and inputs; faster where the CPU has AVX512-BF16 or AMX, "
+        "but a batched greedy stream may differ from the same request run alone",
     )
     parser.add_argument("--max-num-seqs", type=int, default=32, help="cap on running sequences")
     parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")
@@ -268,7 +270,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             )
             info = engine.model_info
             print(
-                f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')}, "
+                f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')} "
+                f"with {info.extra.get('matmul_dtype')} matmuls, "
                 f"context {info.context_length}) on http://{args.host}:{args.port}",
                 file=sys.stderr,
                 flush=True,

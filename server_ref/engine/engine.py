@@ -47,7 +47,7 @@ class EngineTokenizer(Tokenizer, Protocol):
 @dataclass(frozen=True)
 class EngineConfig:
     device: str = "auto"
-    dtype: str = "auto"  # auto | float32 | bfloat16
+    dtype: str = "auto"  # auto | float32 | bfloat16 | mixed (runner.pick_device)
     max_num_seqs: int = 32
     max_queue: int = 256
     max_batched_tokens: int = 512  # per step; also the prefill chunk size
@@ -88,7 +88,7 @@ class LLMEngine:
         from server_ref.tokenizer import load_gguf_tokenizer
 
         config = config or EngineConfig()
-        device, dtype = pick_device(config.device, config.dtype)
+        device, dtype, matmul_dtype = pick_device(config.device, config.dtype)
         reader = open_gguf(path)
         cfg = read_config(reader)
         tokenizer = load_gguf_tokenizer(reader)
@@ -97,7 +97,14 @@ class LLMEngine:
         num_blocks = max(1, (mib << 20) // (per_token * config.block_size))
         capacity = num_blocks * config.block_size
         max_len = min(config.max_model_len or cfg.context_length, cfg.context_length, capacity)
-        model = build_model(cfg, load_tensors(reader), device, dtype, max_positions=max_len)
+        model = build_model(
+            cfg,
+            load_tensors(reader),
+            device,
+            dtype,
+            max_positions=max_len,
+            matmul_dtype=matmul_dtype,
+        )
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         eos |= {tokenizer.special_tokens[n] for n in _EOG_NAMES if n in tokenizer.special_tokens}
         info = ModelInfo(
@@ -105,7 +112,11 @@ class LLMEngine:
             context_length=max_len,
             eos_token_ids=tuple(sorted(eos)),
             created=int(time.time()),
-            extra={"device": str(device), "dtype": str(dtype).removeprefix("torch.")},
+            extra={
+                "device": str(device),
+                "dtype": str(dtype).removeprefix("torch."),
+                "matmul_dtype": str(model.matmul_dtype).removeprefix("torch."),
+            },
             vocab_size=cfg.vocab_size,
         )
         blocks = BlockManager(num_blocks, config.block_size)

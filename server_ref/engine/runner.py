@@ -11,18 +11,27 @@ from torch import Tensor
 
 from server_ref.engine.cuda_graphs import DecodeGraphs
 from server_ref.engine.scheduler import ScheduledSeq
+from server_ref.engine.types import DTYPE_CHOICES
 from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def pick_device(name: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """``auto``: CUDA when present, else CPU. Dtype ``auto``: bf16 on CUDA, fp32 on CPU.
+def pick_device(
+    name: str = "auto", dtype: str = "auto"
+) -> tuple[torch.device, torch.dtype, torch.dtype]:
+    """``(device, model dtype, matmul dtype)`` for a ``--device`` and a ``--dtype``.
 
-    fp32 is the CPU default for fidelity: bf16 ran 1.4-1.6x faster on a CPU with AVX512-BF16
-    (benchmarks/bench_model.py --dtype), but it flips near-ties, e.g. the default model's first
-    token for "What is the capital of France?" (a 0.35-logit margin), as llama.cpp's
-    quantized activations do.
+    Device ``auto``: CUDA when present, else CPU. Dtype ``auto``: bf16 on CUDA, fp32 on CPU.
+    ``mixed`` (CPU only) is an fp32 model whose block matmuls take bf16 weights and inputs
+    (``models.prepack``): on the default model it keeps llama.cpp's top-1 agreement (97.2%
+    against 96.9% for fp32) and answers "Paris", where full bf16 flips that near-tie (a
+    0.35-logit margin) because its residual stream, attention and KV cache are bf16 too; it
+    decodes 1.2-1.5x faster where the CPU has native bf16 (AVX512-BF16, AMX). It is not the
+    default because it is not batch-invariant in practice: rounding matmul inputs to bf16
+    turns the last-bit differences between a batched and a solo step (attention over padded
+    keys, chunked prefill) into 0.4% ones, so a greedy stream can differ from the same request
+    run alone. fp32 keeps those differences at the last bit.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -35,10 +44,14 @@ def pick_device(name: str = "auto", dtype: str = "auto") -> tuple[torch.device, 
     else:
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     if dtype == "auto":
-        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = "bfloat16" if device.type == "cuda" else "float32"
+    if dtype == "mixed":
+        if device.type != "cpu":
+            raise ValueError("--dtype mixed is a CPU mode; on CUDA use bfloat16")
+        return device, torch.float32, torch.bfloat16
     if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32 or bfloat16")
-    return device, _DTYPES[dtype]
+        raise ValueError(f"unknown dtype {dtype!r}; use {', '.join(DTYPE_CHOICES)}")
+    return device, _DTYPES[dtype], _DTYPES[dtype]
 
 
 class ModelRunner:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from server_ref.loading.gguf import ModelConfig
-from server_ref.models.prepack import prepack_linears
+from server_ref.models.prepack import PackedLinear, prepack_linears
 
 
 class RMSNorm(nn.Module):
@@ -209,6 +209,14 @@ class Llama(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embed.weight.dtype
 
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        """The dtype the blocks' matmuls run in (differs from ``dtype`` in mixed precision)."""
+        blk = self.blocks[0]
+        assert isinstance(blk, Block)
+        wqkv = blk.attn.wqkv
+        return wqkv.matmul_dtype if isinstance(wqkv, PackedLinear) else self.dtype
+
     def forward(self, tokens: Tensor, cache: KVCache, meta: BatchMeta) -> Tensor:
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
         rot = self.rope[meta.positions]  # [N, D/2]
@@ -279,11 +287,16 @@ def build_model(
     dtype: torch.dtype,
     max_positions: int | None = None,
     prepack: bool = True,
+    matmul_dtype: torch.dtype | None = None,
 ) -> Llama:
     """Instantiate on the meta device, then load the GGUF weights (no double allocation).
 
     ``prepack``: on CPU, hand the linear layers' weights to oneDNN in its blocked layout
     (``models.prepack``; 1.5-3x faster matmuls at decode batch sizes). Ignored elsewhere.
+    ``matmul_dtype``: with ``prepack``, keep the blocks' weights and matmul inputs in this
+    dtype (mixed precision: bf16 matmuls in an fp32 model). The output head keeps the model's
+    dtype: bf16 logits would round near-ties into exact ties. Ignored where packing is not
+    possible; ``Llama.matmul_dtype`` says what is in effect.
     """
     with torch.device("meta"):
         model = Llama(cfg, max_positions)
@@ -300,5 +313,5 @@ def build_model(
     model.rope = rope.to(device)
     model.eval().requires_grad_(False)
     if prepack:
-        prepack_linears(model)
+        prepack_linears(model, matmul_dtype, keep_dtype=[model.lm_head])
     return model

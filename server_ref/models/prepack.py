@@ -8,13 +8,20 @@ AVX-512 VM, fp32, the default model's 30 layers of linears (benchmarks/bench_mod
 end-to-end numbers): 36.7 -> 24.8 ms at 1 row, 48.5 -> 28.2 ms at 16 rows, and the tied
 49152-row output head 17.6 -> 5.7 ms at 16 rows.
 
-The arithmetic stays in the model's dtype (fp32 stays fp32; only the summation order
-differs, within 1e-6 relative). A packed weight is an opaque oneDNN tensor: it is not a
-parameter, has no storage and cannot be moved, so packing is the last step of building a
-model on its device.
+By default the arithmetic stays in the model's dtype (fp32 stays fp32; only the summation
+order differs, within 1e-6 relative). With ``matmul_dtype=torch.bfloat16`` an fp32 model keeps
+its weights in bf16 and rounds each matmul's input to bf16; oneDNN accumulates in fp32 and the
+result goes back to fp32, so the residual stream, norms, attention and KV cache stay fp32. This
+is the shape of llama.cpp's CPU path (quantized weights, 8-bit activations in the dot products,
+fp32 elsewhere) and halves the bytes a decode step streams.
+
+A packed weight is an opaque oneDNN tensor: it is not a parameter, has no storage and cannot
+be moved, so packing is the last step of building a model on its device.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
@@ -25,29 +32,38 @@ _BATCH_HINT = 16
 
 
 class PackedLinear(nn.Module):
-    """A bias-free ``nn.Linear`` whose weight lives in oneDNN's blocked layout."""
+    """A bias-free ``nn.Linear`` whose weight lives in oneDNN's blocked layout.
 
-    def __init__(self, weight: Tensor) -> None:
+    ``matmul_dtype``: the dtype the weight is kept and multiplied in (default: the weight's
+    own); inputs are rounded to it and results come back in the input's dtype.
+    """
+
+    def __init__(self, weight: Tensor, matmul_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.dtype = weight.dtype
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _BATCH_HINT)
+        self.matmul_dtype = matmul_dtype or weight.dtype
+        w = weight.detach().to(self.matmul_dtype)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w, _BATCH_HINT)
 
     def forward(self, x: Tensor) -> Tensor:
-        y: Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        return y
+        xm = x.to(self.matmul_dtype)
+        y: Tensor = torch.ops.mkldnn._linear_pointwise(xm, self.packed, None, "none", [], "")
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"oneDNN {str(self.matmul_dtype).removeprefix('torch.')}"
+        )
 
 
-def _packs_correctly(linear: nn.Linear) -> bool:
-    """Pack a probe of this layer's shape and dtype; True when oneDNN gives F.linear's result.
+def _packs_correctly(linear: nn.Linear, matmul_dtype: torch.dtype) -> bool:
+    """Pack a probe of this layer's shape; True when oneDNN gives F.linear's result.
 
     Guards CPUs and builds where oneDNN lacks a kernel for the dtype (it raises) or where a
     fallback would compute in lower precision (the results differ).
     """
-    w = linear.weight
+    w = linear.weight.to(matmul_dtype)
     probe = torch.randn(3, w.shape[1], generator=torch.Generator().manual_seed(0)).to(w.dtype)
     try:
         got = PackedLinear(w)(probe)
@@ -66,11 +82,17 @@ def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
     )
 
 
-def prepack_linears(model: nn.Module) -> int:
+def prepack_linears(
+    model: nn.Module,
+    matmul_dtype: torch.dtype | None = None,
+    keep_dtype: Collection[nn.Module] = (),
+) -> int:
     """Swap every bias-free ``nn.Linear`` of a CPU model for a ``PackedLinear``.
 
-    Returns how many were swapped: 0 when the device, dtype or this torch build does not
-    support it, in which case the model is left as it was.
+    ``matmul_dtype``: multiply in this dtype (default: the model's own); layers in
+    ``keep_dtype`` are packed in their own dtype regardless. Returns how many were swapped:
+    0 when the device, dtype or this torch build does not support it, in which case the model
+    is left as it was.
     """
     linears = [
         (parent, name, child)
@@ -82,9 +104,12 @@ def prepack_linears(model: nn.Module) -> int:
         return 0
     probe = linears[0][2]
     assert isinstance(probe, nn.Linear)
-    if not can_prepack(probe.weight.device, probe.weight.dtype) or not _packs_correctly(probe):
+    dtypes = {matmul_dtype or probe.weight.dtype, probe.weight.dtype}
+    if not all(can_prepack(probe.weight.device, d) and _packs_correctly(probe, d) for d in dtypes):
         return 0
+    kept = {id(m) for m in keep_dtype}
     for parent, name, child in linears:
         assert isinstance(child.weight, Tensor)
-        setattr(parent, name, PackedLinear(child.weight))
+        dtype = None if id(child) in kept else matmul_dtype
+        setattr(parent, name, PackedLinear(child.weight, dtype))
     return len(linears)

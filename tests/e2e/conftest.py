@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,30 @@ import pytest
 from server_ref.engine.engine import EngineConfig, LLMEngine
 
 
+def e2e_dtype() -> str:
+    """LLM_SDK_TEST_DTYPE picks the precision of the e2e engine and servers (default: the
+    server's own default, ``auto``)."""
+    return os.environ.get("LLM_SDK_TEST_DTYPE", "auto")
+
+
+def _build_engine(gguf: Path, dtype: str) -> LLMEngine:
+    # LLM_SDK_TEST_DEVICE=cuda runs the same checks on the GPU path
+    config = EngineConfig(
+        device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"), dtype=dtype, kv_cache_mib=256
+    )
+    return LLMEngine.from_gguf(str(gguf), config)
+
+
 @pytest.fixture(scope="session")
 def default_engine(default_gguf: Path) -> LLMEngine:
-    # LLM_SDK_TEST_DEVICE=cuda runs the same checks on the GPU path, LLM_SDK_TEST_DTYPE picks
-    # the precision (default float32: "Paris" hangs on a 0.35-logit first-token margin)
-    config = EngineConfig(
-        device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
-        dtype=os.environ.get("LLM_SDK_TEST_DTYPE", "float32"),
-        kv_cache_mib=256,
-    )
-    return LLMEngine.from_gguf(str(default_gguf), config)
+    return _build_engine(default_gguf, e2e_dtype())
+
+
+@pytest.fixture(scope="session")
+def engine_with_dtype(default_gguf: Path, default_engine: LLMEngine) -> Callable[[str], LLMEngine]:
+    """The default model's engine at a given ``--dtype`` (the session's one when it matches)."""
+
+    def build(dtype: str) -> LLMEngine:
+        return default_engine if dtype == e2e_dtype() else _build_engine(default_gguf, dtype)
+
+    return build

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,26 @@ from server_ref.engine.types import SamplingParams
 
 pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "smollm2_greedy_llamacpp.json"
+# the default precision (fp32 on CPU) and the mixed one (bf16 matmuls in an fp32 model);
+# LLM_SDK_TEST_DTYPE narrows it to one
+PRECISIONS = (
+    [os.environ["LLM_SDK_TEST_DTYPE"]]
+    if "LLM_SDK_TEST_DTYPE" in os.environ
+    else ["auto"] + (["mixed"] if os.environ.get("LLM_SDK_TEST_DEVICE", "cpu") == "cpu" else [])
+)
 
 
-def test_teacher_forced_top1_agreement_with_llamacpp(default_engine: LLMEngine) -> None:
+@pytest.fixture(scope="module", params=PRECISIONS)
+def engine(
+    request: pytest.FixtureRequest, engine_with_dtype: Callable[[str], LLMEngine]
+) -> LLMEngine:
+    return engine_with_dtype(request.param)
+
+
+def test_teacher_forced_top1_agreement_with_llamacpp(engine: LLMEngine) -> None:
     # llama.cpp quantizes activations, so free-running greedy text may drift apart after a
     # near-tie; feeding llama.cpp's tokens and comparing our argmax at each step may not.
-    model = default_engine.runner.model
+    model = engine.runner.model
     agree = total = 0
     for case in json.loads(FIXTURE.read_text()):
         ids = case["prompt_ids"] + case["greedy_ids"]
@@ -35,18 +50,21 @@ def test_teacher_forced_top1_agreement_with_llamacpp(default_engine: LLMEngine) 
         ours = logits[p - 1 : len(ids) - 1].argmax(-1).tolist()
         agree += sum(a == b for a, b in zip(ours, case["greedy_ids"], strict=True))
         total += len(case["greedy_ids"])
-    print(f"teacher-forced top-1 agreement: {agree}/{total} = {agree / total:.1%}")
+    print(
+        f"teacher-forced top-1 agreement ({model.dtype}, {model.matmul_dtype} matmuls): "
+        f"{agree}/{total} = {agree / total:.1%}"
+    )
     assert agree / total >= 0.95
 
 
-def test_capital_of_france(default_engine: LLMEngine) -> None:
-    tok = default_engine.tokenizer
+def test_capital_of_france(engine: LLMEngine) -> None:
+    tok = engine.tokenizer
     text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
-    [(answer, ids, reason)] = default_engine.generate(
+    [(answer, ids, reason)] = engine.generate(
         [tok.encode(text)], SamplingParams(max_tokens=32, temperature=0)
     )
     assert "Paris" in answer
-    assert reason == "stop" and ids[-1] in default_engine.model_info.eos_token_ids
+    assert reason == "stop" and ids[-1] in engine.model_info.eos_token_ids
 
 
 def test_seeded_sampling_is_reproducible(default_engine: LLMEngine) -> None:
@@ -70,7 +88,7 @@ def test_generate_cli(default_gguf: Path) -> None:
             "--device",
             os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
             "--dtype",
-            os.environ.get("LLM_SDK_TEST_DTYPE", "float32"),
+            os.environ.get("LLM_SDK_TEST_DTYPE", "auto"),
             "--max-tokens",
             "24",
         ],
@@ -82,10 +100,10 @@ def test_generate_cli(default_gguf: Path) -> None:
     assert "Paris" in proc.stdout
 
 
-def test_cached_decode_agrees_with_full_pass(default_engine: LLMEngine) -> None:
+def test_cached_decode_agrees_with_full_pass(engine: LLMEngine) -> None:
     # the serving path (paged cache, chunked prefill, masked attention) against the cache-free
     # pass, teacher-forced on llama.cpp's tokens; catches a broken attention kernel on any device
-    model = default_engine.runner.model
+    model = engine.runner.model
     blocks = BlockManager(num_blocks=32, block_size=16)
     sched = Scheduler(blocks, max_num_seqs=4, max_queue=4, max_batched_tokens=16)
     runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)

@@ -18,9 +18,14 @@ needs_onednn = pytest.mark.skipif(
 )
 
 
-def _build(path: Path, dtype: torch.dtype, pack: bool) -> Llama:
+def _build(
+    path: Path, dtype: torch.dtype, pack: bool, matmul_dtype: torch.dtype | None = None
+) -> Llama:
     r = open_gguf(path)
-    return build_model(read_config(r), load_tensors(r), torch.device("cpu"), dtype, prepack=pack)
+    cpu = torch.device("cpu")
+    return build_model(
+        read_config(r), load_tensors(r), cpu, dtype, prepack=pack, matmul_dtype=matmul_dtype
+    )
 
 
 def _linears(model: nn.Module, kind: type[nn.Module]) -> int:
@@ -97,3 +102,41 @@ def test_no_onednn_means_no_packing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prepack.torch.backends.mkldnn, "is_available", lambda: False)
     model = nn.Sequential(nn.Linear(8, 8, bias=False))
     assert prepack_linears(model) == 0
+
+
+@needs_onednn
+def test_mixed_precision_keeps_fp32_activations_and_an_fp32_head(tiny_gguf: Path) -> None:
+    plain = _build(tiny_gguf, torch.float32, False)
+    mixed = _build(tiny_gguf, torch.float32, True, matmul_dtype=torch.bfloat16)
+    assert (mixed.dtype, mixed.matmul_dtype) == (torch.float32, torch.bfloat16)
+    assert (plain.dtype, plain.matmul_dtype) == (torch.float32, torch.float32)
+    packed = [m for m in mixed.modules() if isinstance(m, PackedLinear)]
+    head = mixed.lm_head
+    assert isinstance(head, PackedLinear) and head.matmul_dtype == torch.float32
+    assert all(m.matmul_dtype == torch.bfloat16 for m in packed if m is not head)
+    assert "bfloat16" in repr(packed[0])
+    tokens = torch.randint(
+        0, plain.cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3)
+    )
+    with torch.inference_mode():
+        want, got = plain.forward_full(tokens), mixed.forward_full(tokens)
+    assert got.dtype == torch.float32
+    # bf16 rounding of weights and matmul inputs: close to fp32, and not the same numbers
+    torch.testing.assert_close(got, want, atol=0.1, rtol=0)
+    assert not torch.equal(got, want)
+
+
+def test_pick_device_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server_ref.engine import runner
+
+    cpu = torch.device("cpu")
+    f32, bf16 = torch.float32, torch.bfloat16
+    assert runner.pick_device("cpu", "float32") == (cpu, f32, f32)
+    assert runner.pick_device("cpu", "bfloat16") == (cpu, bf16, bf16)
+    assert runner.pick_device("cpu", "mixed") == (cpu, f32, bf16)
+    assert runner.pick_device("cpu", "auto") == (cpu, f32, f32)
+    with pytest.raises(ValueError, match="unknown dtype 'float16'; use auto, float32"):
+        runner.pick_device("cpu", "float16")
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="mixed is a CPU mode"):
+        runner.pick_device("cuda", "mixed")
