@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from gguf import GGMLQuantizationType as Q
+from tinymodel import write_tiny_gguf
 
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner
@@ -92,3 +94,68 @@ def test_reused_prefix_blocks_give_the_same_logits(model: Llama) -> None:
         sched.finish(seq)
     assert hits == [0, 12]  # the second sequence started with the shared 12 tokens cached
     assert blocks.num_used == 0
+
+
+def _decode(
+    model: Llama, prompts: list[list[int]], steps: int, watch: int
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Run the prompts together; return prompt ``watch``'s logits at each step and the keys
+    and values its tokens left in the cache (all layers)."""
+    blocks = BlockManager(num_blocks=64, block_size=4)
+    sched = Scheduler(blocks, max_num_seqs=8, max_queue=8, max_batched_tokens=512)
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size)
+    seqs = [
+        Sequence(f"s{i}", p, SamplingParams(max_tokens=steps), frozenset())
+        for i, p in enumerate(prompts)
+    ]
+    for s in seqs:
+        sched.add(s)
+    got: list[torch.Tensor] = []
+    while len(got) < steps:
+        batch = sched.schedule()
+        logits = runner.execute(batch, [blocks.table(b.seq.request_id) for b in batch])
+        sampling = [b.seq for b in batch if b.samples]
+        for b in batch:
+            b.seq.num_computed += b.num_new
+        for row, seq in zip(logits, sampling, strict=True):
+            if seq is seqs[watch]:
+                got.append(row.clone())
+            seq.output_ids.append(int(row.argmax()))
+    n = seqs[watch].num_computed
+    slots = runner._slots(blocks.table(seqs[watch].request_id), 0, n)
+    kv = torch.stack([runner.cache.k[:, slots], runner.cache.v[:, slots]])
+    return got, kv
+
+
+@pytest.fixture(scope="module")
+def smollm_shaped_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # the default model's head geometry (9 query heads on 3 kv heads of 64): the fused SDPA
+    # kernel's batch dependence shows with it
+    path = tmp_path_factory.mktemp("geom") / "geom.gguf"
+    return write_tiny_gguf(
+        path, dim=576, n_layers=2, n_heads=9, n_kv_heads=3, ffn=1536, quant_types=[Q.Q4_1]
+    )
+
+
+@pytest.mark.parametrize("matmuls", ["fp32", "bf16"])
+def test_decode_is_batch_invariant(smollm_shaped_gguf: Path, matmuls: str) -> None:
+    # a sequence decoded next to others of other lengths (padded, masked keys) computes the
+    # keys and values (so the hidden states) it computes alone: bit for bit with bf16 matmuls,
+    # where a last-bit difference would be rounded up into a 0.4% one, and to fp32 rounding
+    # in fp32. This covers decode steps; prefill rows computed in another chunking (prefix
+    # cache hits, chunked prefill) are what still keeps --dtype mixed from being the default.
+    r = open_gguf(smollm_shaped_gguf)
+    mm = torch.bfloat16 if matmuls == "bf16" else None
+    model = build_model(
+        read_config(r), load_tensors(r), torch.device("cpu"), torch.float32, matmul_dtype=mm
+    )
+    torch.manual_seed(2)
+    prompts = [torch.randint(0, 256, (n,)).tolist() for n in (37, 100, 5, 130, 64)]
+    alone, kv_alone = _decode(model, prompts[:1], 8, 0)
+    together, kv_together = _decode(model, prompts, 8, 0)
+    if mm is not None:
+        assert torch.equal(kv_alone, kv_together)
+    else:  # oneDNN's one-row fp32 kernel (the solo decode) sums in another order
+        torch.testing.assert_close(kv_alone, kv_together, atol=1e-5, rtol=0)
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
