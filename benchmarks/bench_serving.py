@@ -5,7 +5,8 @@ streaming requests, at most ``concurrency`` in flight, and reports aggregate out
 time to first token and inter-token latency (p50 / p99). Servers are either already running
 (``--url NAME=http://host:port``) or launched by this script one at a time, so they never share
 the CPU (``--launch NAME='command with {port}'``). With two or more servers it prints the ratio
-of each to the first. Traffic goes only to the URLs given (loopback for launched servers).
+of each to the first (each / first). Traffic goes only to the URLs given (loopback for
+launched servers).
 
     python benchmarks/bench_serving.py \\
         --launch ours='python -m server_ref serve --port {port} --device cpu' \\
@@ -218,13 +219,13 @@ def main() -> None:
     if len(results) > 1:
         base_name, base = next(iter(results.items()))
         for name, other in list(results.items())[1:]:
-            print(f"\nratios {base_name} / {name}:")
+            print(f"\nratios {name} / {base_name}:")
             for a, b in zip(base, other, strict=True):
                 print(
                     f"  c={a.concurrency:<3d} "
-                    f"throughput x{a.tokens_per_s / b.tokens_per_s:6.2f}  "
-                    f"TTFT p50 x{a.ttft_p50 / b.ttft_p50:6.3f}  "
-                    f"ITL p50 x{a.itl_p50 / b.itl_p50:6.3f}"
+                    f"throughput x{b.tokens_per_s / a.tokens_per_s:6.2f}  "
+                    f"TTFT p50 x{b.ttft_p50 / a.ttft_p50:6.3f}  "
+                    f"ITL p50 x{b.itl_p50 / a.itl_p50:6.3f}"
                 )
 
 
