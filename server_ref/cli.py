@@ -114,9 +114,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="auto",
         choices=list(DTYPE_CHOICES),
-        help="auto: bfloat16 on CUDA, float32 on CPU. mixed (CPU): a float32 model whose "
-        "matmuls take bfloat16 weights and inputs; faster where the CPU has AVX512-BF16 or AMX, "
-        "but a batched greedy stream may differ from the same request run alone",
+        help="auto: bfloat16 on CUDA; on CPU mixed where the CPU has AVX512-BF16 or AMX, else "
+        "float32. mixed (CPU): a float32 model whose matmuls take bfloat16 weights and inputs",
     )
     parser.add_argument("--max-num-seqs", type=int, default=32, help="cap on running sequences")
     parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")

@@ -12,7 +12,8 @@ from torch import Tensor
 from server_ref.engine.cuda_graphs import DecodeGraphs
 from server_ref.engine.scheduler import ScheduledSeq
 from server_ref.engine.types import DTYPE_CHOICES
-from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
+from server_ref.models.llama import KEY_WIDTH_MULTIPLE, AttnGroup, BatchMeta, KVCache, Llama
+from server_ref.models.prepack import has_native_bf16
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -22,16 +23,17 @@ def pick_device(
 ) -> tuple[torch.device, torch.dtype, torch.dtype]:
     """``(device, model dtype, matmul dtype)`` for a ``--device`` and a ``--dtype``.
 
-    Device ``auto``: CUDA when present, else CPU. Dtype ``auto``: bf16 on CUDA, fp32 on CPU.
+    Device ``auto``: CUDA when present, else CPU. Dtype ``auto``: bf16 on CUDA; on CPU
+    ``mixed`` where the CPU has native bf16 matmuls (AVX512-BF16, AMX), else fp32 (emulated
+    bf16 would be slower than fp32).
     ``mixed`` (CPU only) is an fp32 model whose block matmuls take bf16 weights and inputs
     (``models.prepack``): on the default model it keeps llama.cpp's top-1 agreement (97.2%
     against 96.9% for fp32) and answers "Paris", where full bf16 flips that near-tie (a
-    0.35-logit margin) because its residual stream, attention and KV cache are bf16 too; it
-    decodes 1.2-1.5x faster where the CPU has native bf16 (AVX512-BF16, AMX). It is not the
-    default because it is not batch-invariant in practice: rounding matmul inputs to bf16
-    turns the last-bit differences between a batched and a solo step (attention over padded
-    keys, chunked prefill) into 0.4% ones, so a greedy stream can differ from the same request
-    run alone. fp32 keeps those differences at the last bit.
+    0.35-logit margin) because its residual stream, attention and KV cache are bf16 too. It
+    streams 326 MB of weights a decode step instead of 538. Rounding matmul inputs to bf16
+    would turn any last-bit difference between a batched and a solo step into a 0.4% one;
+    the runner and model are batch-invariant to the bit (``Attention.attend``,
+    ``PackedLinear``), so greedy streams are the same batched as alone.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -44,7 +46,7 @@ def pick_device(
     else:
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
+        dtype = "bfloat16" if device.type == "cuda" else "mixed" if has_native_bf16() else "float32"
     if dtype == "mixed":
         if device.type != "cpu":
             raise ValueError("--dtype mixed is a CPU mode; on CUDA use bfloat16")
@@ -52,6 +54,11 @@ def pick_device(
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use {', '.join(DTYPE_CHOICES)}")
     return device, _DTYPES[dtype], _DTYPES[dtype]
+
+
+def _padded(width: int) -> int:
+    """Key widths are padded for batch invariance (``Attention.attend``)."""
+    return -(-width // KEY_WIDTH_MULTIPLE) * KEY_WIDTH_MULTIPLE
 
 
 class ModelRunner:
@@ -112,7 +119,7 @@ class ModelRunner:
         row = 0
         if ones:
             lens = [batch[i].seq.num_computed + 1 for i in ones]
-            width = max(lens)
+            width = _padded(max(lens))
             key_slots = torch.zeros(len(ones), width, dtype=torch.long)
             for j, i in enumerate(ones):
                 key_slots[j, : lens[j]] = self._slots(tables[i], 0, lens[j])
@@ -128,12 +135,13 @@ class ModelRunner:
             all_slots = self._slots(tables[i], 0, end)
             slot_maps.append(all_slots[start:end])
             if s.num_new != 1:
+                width = _padded(end)
+                keys = torch.zeros(1, width, dtype=torch.long)
+                keys[0, :end] = all_slots
                 q = torch.arange(start, end)[:, None]
-                k = torch.arange(end)[None, :]
-                mask = (k <= q)[None, None]  # [1, 1, Q, Lk]
-                groups.append(
-                    AttnGroup(slice(row, row + s.num_new), 1, s.num_new, all_slots[None], mask)
-                )
+                k = torch.arange(width)[None, :]
+                mask = (k <= q)[None, None]  # [1, 1, Q, Lk]: causal, so the padding is masked
+                groups.append(AttnGroup(slice(row, row + s.num_new), 1, s.num_new, keys, mask))
             row += s.num_new
             if s.samples:
                 logits_rows.append(row - 1)

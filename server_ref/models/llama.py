@@ -53,9 +53,10 @@ def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
 class KVCache:
     """Paged key/value storage shared by all sequences.
 
-    ``k``/``v``: [n_layers, num_blocks * block_size, n_kv_heads, head_dim]. A sequence owns
+    ``k``/``v``: [n_layers, n_kv_heads, num_blocks * block_size, head_dim]. A sequence owns
     whole blocks (bookkeeping in ``engine.kv_cache``); slot ``b * block_size + i`` is position
-    ``i`` of block ``b``.
+    ``i`` of block ``b``. Heads outermost, so gathering a sequence's slots gives each kv head's
+    keys contiguously, ready for batched matmuls without a transposing copy.
     """
 
     k: Tensor
@@ -71,7 +72,7 @@ class KVCache:
         device: torch.device,
         dtype: torch.dtype,
     ) -> KVCache:
-        shape = (cfg.n_layers, num_blocks * block_size, cfg.n_kv_heads, cfg.head_dim)
+        shape = (cfg.n_layers, cfg.n_kv_heads, num_blocks * block_size, cfg.head_dim)
         return cls(
             torch.zeros(shape, device=device, dtype=dtype),
             torch.zeros(shape, device=device, dtype=dtype),
@@ -80,7 +81,7 @@ class KVCache:
 
     @property
     def num_blocks(self) -> int:
-        return self.k.shape[1] // self.block_size
+        return self.k.shape[2] // self.block_size
 
 
 @dataclass
@@ -88,8 +89,9 @@ class AttnGroup:
     """Sequences whose new tokens attend together: ``n_seqs`` rows of ``q_len`` queries each.
 
     ``rows`` selects their tokens from the flat batch (sequence-major). ``key_slots`` [S, Lk]
-    names the cache slot of every key position (padded); ``mask`` [S, 1, Q, Lk] is True where a
-    query may attend.
+    names the cache slot of every key position from position 0 (padded with any valid slot);
+    ``mask`` [S, 1, Q, Lk] is True where a query may attend. The runner pads Lk to a multiple
+    of ``KEY_WIDTH_MULTIPLE`` (see ``Attention.attend``).
     """
 
     rows: slice
@@ -97,6 +99,16 @@ class AttnGroup:
     q_len: int
     key_slots: Tensor
     mask: Tensor
+
+
+# key widths are padded to a multiple of KEY_WIDTH_MULTIPLE and query rows to a multiple of
+# ROW_MULTIPLE: see Attention.attend
+KEY_WIDTH_MULTIPLE = 64
+ROW_MULTIPLE = 4
+
+
+def padded_rows(rows: int) -> int:
+    return -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
 
 
 @dataclass
@@ -127,26 +139,76 @@ class Attention(nn.Module):
         return qk[:, :h], qk[:, h:], qkv[:, h + kv :]
 
     def forward(
-        self, x: Tensor, rot: Tensor, layer: int, cache: KVCache, meta: BatchMeta
+        self,
+        x: Tensor,
+        rot: Tensor,
+        layer: int,
+        cache: KVCache,
+        meta: BatchMeta,
+        biases: list[Tensor],
     ) -> Tensor:
+        """``biases[i]``: group i's mask as an additive bias (``Llama.attention_bias``)."""
         n = x.shape[0]
         q, k, v = self._qkv(x, rot)  # [N, H, D], [N, KV, D], [N, KV, D]
-        kc, vc = cache.k[layer], cache.v[layer]  # [slots, KV, D]
-        kc.index_copy_(0, meta.slot_mapping, k)
-        vc.index_copy_(0, meta.slot_mapping, v)
-        out = torch.empty_like(q)  # [N, H, D]
-        for g in meta.groups:
-            s, ql = g.n_seqs, g.q_len
-            lk = g.key_slots.shape[1]
-            qg = q[g.rows].view(s, ql, self.n_heads, self.hd).transpose(1, 2)  # [S, H, Q, D]
-            # index_select on the flattened slot list: several times faster than kc[key_slots]
-            flat = g.key_slots.reshape(-1)
-            kg = kc.index_select(0, flat).view(s, lk, self.n_kv, self.hd).transpose(1, 2)
-            vg = vc.index_select(0, flat).view(s, lk, self.n_kv, self.hd).transpose(1, 2)
-            og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=g.mask, enable_gqa=True)
-            out[g.rows] = og.transpose(1, 2).reshape(s * ql, self.n_heads, self.hd)
-        y: Tensor = self.wo(out.view(n, self.n_heads * self.hd))  # [N, dim]
+        kc, vc = cache.k[layer], cache.v[layer]  # [KV, slots, D]
+        kc.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+        vc.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+        out = torch.empty_like(q) if len(meta.groups) > 1 else None  # [N, H, D]
+        for g, bias in zip(meta.groups, biases, strict=True):
+            og = self.attend(q[g.rows], kc, vc, g, bias, cache.block_size)
+            if out is None:
+                out = og
+            else:
+                out[g.rows] = og
+        assert out is not None
+        y: Tensor = self.wo(out.reshape(n, self.n_heads * self.hd))  # [N, dim]
         return y
+
+    def attend(
+        self, q: Tensor, kc: Tensor, vc: Tensor, g: AttnGroup, bias: Tensor, block_size: int
+    ) -> Tensor:
+        """Attention of one group as two batched matmuls per (kv head, sequence): the query
+        rows of the G heads sharing a kv head times that head's keys. q [S * Q, H, D].
+
+        Batch invariance: every number a query row gets here depends on that row and its
+        sequence's keys only, not on which other sequences share the step, how the prompt was
+        chunked or whether its first blocks came from the prefix cache. The fused SDPA kernel
+        does not promise that (its last bits move with the batch size), and neither does a
+        plain matmul: the BLAS sums a row differently when the row count is not a multiple of
+        4 and when the reduction length changes. So query rows are padded to a multiple of 4,
+        key widths to a multiple of 64 (masked keys add exact zeros, in whole vectors), and
+        probabilities times values is summed in fixed 64-key slices. Measured bit-exact over
+        hundreds of random row counts, widths and batch sizes. With it a greedy stream decodes
+        the same tokens batched as alone, also with bf16 matmul inputs, which turn any
+        last-bit difference into a 0.4% one.
+        """
+        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
+        kv, d = self.n_kv, self.hd
+        heads = self.n_heads // kv
+        b = kv * s
+        if w % block_size == 0:  # gather whole blocks: far fewer, longer rows to copy
+            ids = g.key_slots[:, ::block_size].reshape(-1) // block_size
+            kg = kc.view(kv, -1, block_size * d).index_select(1, ids).view(b, w, d)
+            vg = vc.view(kv, -1, block_size * d).index_select(1, ids).view(b, w, d)
+        else:
+            flat = g.key_slots.reshape(-1)
+            kg = kc.index_select(1, flat).view(b, w, d)  # [KV*S, W, D]
+            vg = vc.index_select(1, flat).view(b, w, d)
+        rows = heads * ql  # row (g, q): head g of the kv group at query q
+        qb = q.view(s, ql, kv, heads, d).permute(2, 0, 3, 1, 4).reshape(b, rows, d)
+        padded = padded_rows(rows)
+        if padded > rows:
+            qb = F.pad(qb, (0, 0, 0, padded - rows))  # zero queries, results dropped
+        scores = torch.baddbmm(bias, qb, kg.transpose(1, 2), alpha=d**-0.5)  # [KV*S, R, W]
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(vg.dtype)
+        c = KEY_WIDTH_MULTIPLE
+        if w % c == 0:
+            slices = probs.view(b, padded, w // c, c).transpose(1, 2).reshape(-1, padded, c)
+            o = torch.bmm(slices, vg.view(-1, c, d)).view(b, w // c, padded, d).sum(1)
+        else:  # widths the runner did not pad (no invariance promised)
+            o = torch.bmm(probs, vg)
+        o = o[:, :rows]  # [KV*S, rows, D]
+        return o.reshape(kv, s, heads, ql, d).permute(1, 3, 0, 2, 4).reshape(s * ql, -1, d)
 
     def forward_full(self, x: Tensor, rot: Tensor) -> Tensor:
         """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
@@ -221,13 +283,30 @@ class Llama(nn.Module):
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
         rot = self.rope[meta.positions]  # [N, D/2]
         h = self.embed(tokens)  # [N, dim]
+        biases = [self.attention_bias(g) for g in meta.groups]
         for i, blk in enumerate(self.blocks):
             assert isinstance(blk, Block)
-            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta)
+            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta, biases)
             h = h + blk.mlp(blk.ffn_norm(h))
         h = self.norm(h[meta.logits_rows])  # [M, dim]
         logits: Tensor = self.lm_head(h)
         return logits.float()  # [M, vocab]
+
+    def attention_bias(self, g: AttnGroup) -> Tensor:
+        """A group's mask as the additive bias ``Attention.attend`` adds to its scores:
+        [KV * S, 1, Lk] for one query per sequence, [1 or KV * S, R, Lk] otherwise (R: query
+        rows, padded). Built once per step, inside it (a captured CUDA graph rebuilds it)."""
+        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
+        kv, heads = self.cfg.n_kv_heads, self.cfg.n_heads // self.cfg.n_kv_heads
+        zero = torch.zeros((), dtype=self.dtype, device=g.mask.device)
+        bias = zero.masked_fill(~g.mask.view(s, ql, w), float("-inf"))  # [S, Q, W]
+        if ql == 1:
+            return bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
+        rows = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)  # rows (g, q)
+        rows = F.pad(rows, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
+        if s == 1:
+            return rows  # broadcast over the kv heads
+        return rows[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
 
     def forward_full(self, tokens: Tensor) -> Tensor:
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server_ref.engine.engine import EngineConfig, LLMEngine
+from server_ref.engine.runner import pick_device
 
 
 def e2e_dtype() -> str:
@@ -34,7 +35,10 @@ def default_engine(default_gguf: Path) -> LLMEngine:
 def engine_with_dtype(default_gguf: Path, default_engine: LLMEngine) -> Callable[[str], LLMEngine]:
     """The default model's engine at a given ``--dtype`` (the session's one when it matches)."""
 
+    device = os.environ.get("LLM_SDK_TEST_DEVICE", "cpu")
+
     def build(dtype: str) -> LLMEngine:
-        return default_engine if dtype == e2e_dtype() else _build_engine(default_gguf, dtype)
+        same = pick_device(device, dtype) == pick_device(device, e2e_dtype())
+        return default_engine if same else _build_engine(default_gguf, dtype)
 
     return build

@@ -21,12 +21,12 @@ from server_ref.engine.types import SamplingParams
 
 pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "smollm2_greedy_llamacpp.json"
-# the default precision (fp32 on CPU) and the mixed one (bf16 matmuls in an fp32 model);
-# LLM_SDK_TEST_DTYPE narrows it to one
+# exact fp32 and mixed (bf16 matmuls in an fp32 model, the default where the CPU has native
+# bf16); LLM_SDK_TEST_DTYPE narrows it to one
 PRECISIONS = (
     [os.environ["LLM_SDK_TEST_DTYPE"]]
     if "LLM_SDK_TEST_DTYPE" in os.environ
-    else ["auto"] + (["mixed"] if os.environ.get("LLM_SDK_TEST_DEVICE", "cpu") == "cpu" else [])
+    else ["float32"] + (["mixed"] if os.environ.get("LLM_SDK_TEST_DEVICE", "cpu") == "cpu" else [])
 )
 
 

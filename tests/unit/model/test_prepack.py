@@ -134,9 +134,28 @@ def test_pick_device_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.pick_device("cpu", "float32") == (cpu, f32, f32)
     assert runner.pick_device("cpu", "bfloat16") == (cpu, bf16, bf16)
     assert runner.pick_device("cpu", "mixed") == (cpu, f32, bf16)
+    # auto: mixed only where bf16 matmuls are native (emulated bf16 would be slower than fp32)
+    monkeypatch.setattr(runner, "has_native_bf16", lambda: True)
+    assert runner.pick_device("cpu", "auto") == (cpu, f32, bf16)
+    monkeypatch.setattr(runner, "has_native_bf16", lambda: False)
     assert runner.pick_device("cpu", "auto") == (cpu, f32, f32)
     with pytest.raises(ValueError, match="unknown dtype 'float16'; use auto, float32"):
         runner.pick_device("cpu", "float16")
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
     with pytest.raises(ValueError, match="mixed is a CPU mode"):
         runner.pick_device("cuda", "mixed")
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_lone_row_gets_the_numbers_it_gets_in_a_batch(dtype: torch.dtype) -> None:
+    # oneDNN sums a single row in another order; PackedLinear multiplies it as two rows
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(576, 1536, generator=g) * 0.02
+    lin = PackedLinear(w, dtype)
+    for _ in range(20):
+        x = torch.randn(9, 1536, generator=g)
+        alone = lin(x[:1])
+        assert alone.shape == (1, 576)
+        assert all(torch.equal(lin(x[:m])[:1], alone) for m in (2, 3, 5, 9))
+    assert lin(x[0]).shape == (576,)  # a 1-D input keeps its shape
