@@ -107,6 +107,15 @@ KEY_WIDTH_MULTIPLE = 64
 ROW_MULTIPLE = 4
 
 
+@dataclass
+class AttnPlan:
+    """How one attention group gathers and masks its keys, shared by all layers of a step."""
+
+    bias: Tensor  # the mask as 0 / -inf, broadcastable to [KV * S, R, W]
+    rows: Tensor  # [KV * S * W / unit] rows of the cache viewed [KV * units, unit * D]
+    unit: int  # slots per gathered row: the block size, or 1
+
+
 def padded_rows(rows: int) -> int:
     return -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
 
@@ -145,17 +154,17 @@ class Attention(nn.Module):
         layer: int,
         cache: KVCache,
         meta: BatchMeta,
-        biases: list[Tensor],
+        plans: list[AttnPlan],
     ) -> Tensor:
-        """``biases[i]``: group i's mask as an additive bias (``Llama.attention_bias``)."""
+        """``plans[i]``: how group i gathers its keys and masks them (``Llama.attention_plan``)."""
         n = x.shape[0]
         q, k, v = self._qkv(x, rot)  # [N, H, D], [N, KV, D], [N, KV, D]
         kc, vc = cache.k[layer], cache.v[layer]  # [KV, slots, D]
         kc.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         vc.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
         out = torch.empty_like(q) if len(meta.groups) > 1 else None  # [N, H, D]
-        for g, bias in zip(meta.groups, biases, strict=True):
-            og = self.attend(q[g.rows], kc, vc, g, bias, cache.block_size)
+        for g, plan in zip(meta.groups, plans, strict=True):
+            og = self.attend(q[g.rows], kc, vc, g, plan)
             if out is None:
                 out = og
             else:
@@ -164,9 +173,7 @@ class Attention(nn.Module):
         y: Tensor = self.wo(out.reshape(n, self.n_heads * self.hd))  # [N, dim]
         return y
 
-    def attend(
-        self, q: Tensor, kc: Tensor, vc: Tensor, g: AttnGroup, bias: Tensor, block_size: int
-    ) -> Tensor:
+    def attend(self, q: Tensor, kc: Tensor, vc: Tensor, g: AttnGroup, plan: AttnPlan) -> Tensor:
         """Attention of one group as two batched matmuls per (kv head, sequence): the query
         rows of the G heads sharing a kv head times that head's keys. q [S * Q, H, D].
 
@@ -186,20 +193,15 @@ class Attention(nn.Module):
         kv, d = self.n_kv, self.hd
         heads = self.n_heads // kv
         b = kv * s
-        if w % block_size == 0:  # gather whole blocks: far fewer, longer rows to copy
-            ids = g.key_slots[:, ::block_size].reshape(-1) // block_size
-            kg = kc.view(kv, -1, block_size * d).index_select(1, ids).view(b, w, d)
-            vg = vc.view(kv, -1, block_size * d).index_select(1, ids).view(b, w, d)
-        else:
-            flat = g.key_slots.reshape(-1)
-            kg = kc.index_select(1, flat).view(b, w, d)  # [KV*S, W, D]
-            vg = vc.index_select(1, flat).view(b, w, d)
+        unit = plan.unit * d
+        kg = kc.view(-1, unit).index_select(0, plan.rows).view(b, w, d)  # [KV*S, W, D]
+        vg = vc.view(-1, unit).index_select(0, plan.rows).view(b, w, d)
         rows = heads * ql  # row (g, q): head g of the kv group at query q
         qb = q.view(s, ql, kv, heads, d).permute(2, 0, 3, 1, 4).reshape(b, rows, d)
         padded = padded_rows(rows)
         if padded > rows:
             qb = F.pad(qb, (0, 0, 0, padded - rows))  # zero queries, results dropped
-        scores = torch.baddbmm(bias, qb, kg.transpose(1, 2), alpha=d**-0.5)  # [KV*S, R, W]
+        scores = torch.baddbmm(plan.bias, qb, kg.transpose(1, 2), alpha=d**-0.5)  # [KV*S, R, W]
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(vg.dtype)
         c = KEY_WIDTH_MULTIPLE
         if w % c == 0:
@@ -283,30 +285,39 @@ class Llama(nn.Module):
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
         rot = self.rope[meta.positions]  # [N, D/2]
         h = self.embed(tokens)  # [N, dim]
-        biases = [self.attention_bias(g) for g in meta.groups]
+        plans = [self.attention_plan(g, cache) for g in meta.groups]
         for i, blk in enumerate(self.blocks):
             assert isinstance(blk, Block)
-            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta, biases)
+            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta, plans)
             h = h + blk.mlp(blk.ffn_norm(h))
         h = self.norm(h[meta.logits_rows])  # [M, dim]
         logits: Tensor = self.lm_head(h)
         return logits.float()  # [M, vocab]
 
-    def attention_bias(self, g: AttnGroup) -> Tensor:
-        """A group's mask as the additive bias ``Attention.attend`` adds to its scores:
-        [KV * S, 1, Lk] for one query per sequence, [1 or KV * S, R, Lk] otherwise (R: query
-        rows, padded). Built once per step, inside it (a captured CUDA graph rebuilds it)."""
+    def attention_plan(self, g: AttnGroup, cache: KVCache) -> AttnPlan:
+        """Built once per step for each group and shared by all layers (inside the step, so a
+        captured CUDA graph rebuilds it from its static inputs)."""
         s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
         kv, heads = self.cfg.n_kv_heads, self.cfg.n_heads // self.cfg.n_kv_heads
+        # the mask as an additive bias: [KV*S, 1, W] for one query per sequence, else
+        # [1 or KV*S, R, W] with R the padded query rows, ordered (head, query)
         zero = torch.zeros((), dtype=self.dtype, device=g.mask.device)
         bias = zero.masked_fill(~g.mask.view(s, ql, w), float("-inf"))  # [S, Q, W]
         if ql == 1:
-            return bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
-        rows = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)  # rows (g, q)
-        rows = F.pad(rows, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
-        if s == 1:
-            return rows  # broadcast over the kv heads
-        return rows[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
+            bias = bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
+        else:
+            bias = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)
+            bias = F.pad(bias, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
+            if s > 1:
+                bias = bias[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
+        # which rows of a layer's cache, viewed [KV * units, unit * D], hold the keys: whole
+        # blocks when the width allows (fewer, longer rows to copy), else single slots
+        bs = cache.block_size
+        unit = bs if w % bs == 0 else 1
+        ids = g.key_slots[:, ::bs].reshape(-1) // bs if unit == bs else g.key_slots.reshape(-1)
+        per_head = cache.k.shape[2] // unit
+        heads_base = torch.arange(kv, device=ids.device)[:, None] * per_head
+        return AttnPlan(bias, (heads_base + ids[None]).reshape(-1), unit)
 
     def forward_full(self, tokens: Tensor) -> Tensor:
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
