@@ -1,11 +1,13 @@
 """Drive OpenAI-compatible servers with concurrent streaming chat requests, side by side.
 
-For each server and each concurrency level it sends ``2 * concurrency`` (at least 4) greedy
-streaming requests, at most ``concurrency`` in flight, and reports aggregate output tokens/s,
-time to first token and inter-token latency (p50 / p99). Servers are either already running
-(``--url NAME=http://host:port``) or launched by this script one at a time, so they never share
-the CPU (``--launch NAME='command with {port}'``). With two or more servers it prints the ratio
-of each to the first (each / first). Traffic goes only to the URLs given (loopback for
+For each concurrency level it sends ``2 * concurrency`` (at least 4) greedy streaming
+requests, at most ``concurrency`` in flight, and reports aggregate output tokens/s, time to
+first token and inter-token latency (p50 / p99). Servers are either already running
+(``--url NAME=http://host:port``) or launched by this script (``--launch NAME='command with
+{port}'``); all stay up, idle, while the servers take turns at each level, so none shares the
+CPU with another under load and a slow spell of a shared machine hits them alike.
+``--rounds N`` repeats the sweep and reports medians. With two or more servers it prints the
+ratio of each to the first (each / first). Traffic goes only to the URLs given (loopback for
 launched servers).
 
     python benchmarks/bench_serving.py \\
@@ -18,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -157,9 +162,9 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, timeout: flo
     raise SystemExit(f"{base_url} was not ready after {timeout:.0f}s")
 
 
-def bench_server(
-    name: str, url: str | None, command: str | None, levels: list[int], max_tokens: int
-) -> list[Level]:
+@contextlib.contextmanager
+def server(url: str | None, command: str | None) -> Iterator[tuple[str, str]]:
+    """Yield (base URL, model id) of a running server, launching it first if given a command."""
     proc = None
     if command is not None:
         port = free_port()
@@ -173,18 +178,7 @@ def bench_server(
     try:
         model = wait_ready(url, proc)
         asyncio.run(run_level(url, model, 1, 8))  # warm-up
-        out = []
-        for c in levels:
-            lv = asyncio.run(run_level(url, model, c, max_tokens))
-            print(
-                f"{name:>10} c={c:<3d} {lv.tokens_per_s:8.1f} tok/s  "
-                f"TTFT p50 {lv.ttft_p50 * 1e3:8.1f} ms p99 {lv.ttft_p99 * 1e3:8.1f} ms  "
-                f"ITL p50 {lv.itl_p50 * 1e3:7.1f} ms p99 {lv.itl_p99 * 1e3:7.1f} ms  "
-                f"failed {lv.failed}",
-                flush=True,
-            )
-            out.append(lv)
-        return out
+        yield url, model
     finally:
         if proc is not None:
             proc.terminate()
@@ -194,12 +188,38 @@ def bench_server(
                 proc.kill()
 
 
+def median_level(runs: list[Level]) -> Level:
+    med = statistics.median
+    return Level(
+        runs[0].concurrency,
+        med(r.tokens_per_s for r in runs),
+        med(r.ttft_p50 for r in runs),
+        med(r.ttft_p99 for r in runs),
+        med(r.itl_p50 for r in runs),
+        med(r.itl_p99 for r in runs),
+        sum(r.failed for r in runs),
+    )
+
+
+def show(name: str, lv: Level) -> None:
+    print(
+        f"{name:>10} c={lv.concurrency:<3d} {lv.tokens_per_s:8.1f} tok/s  "
+        f"TTFT p50 {lv.ttft_p50 * 1e3:8.1f} ms p99 {lv.ttft_p99 * 1e3:8.1f} ms  "
+        f"ITL p50 {lv.itl_p50 * 1e3:7.1f} ms p99 {lv.itl_p99 * 1e3:7.1f} ms  "
+        f"failed {lv.failed}",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", action="append", default=[], metavar="NAME=URL")
     ap.add_argument("--launch", action="append", default=[], metavar="NAME=COMMAND")
     ap.add_argument("--concurrency", default="1,4,16,32")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="repeat the sweep; report medians over rounds"
+    )
     args = ap.parse_args()
     specs: list[tuple[str, str | None, str | None]] = []
     for item in args.url:
@@ -212,10 +232,27 @@ def main() -> None:
         ap.error("give at least one --url or --launch")
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"machine: {platform.machine()} {platform.processor()}, python {sys.version.split()[0]}")
-    print(f"greedy chat, max_tokens {args.max_tokens}, 2 x concurrency requests per level")
-    results = {
-        name: bench_server(name, url, cmd, levels, args.max_tokens) for name, url, cmd in specs
-    }
+    print(
+        f"greedy chat, max_tokens {args.max_tokens}, 2 x concurrency requests per level, "
+        f"servers taking turns at each level, {args.rounds} round(s)"
+    )
+    runs: dict[str, dict[int, list[Level]]] = {name: {c: [] for c in levels} for name, *_ in specs}
+    with contextlib.ExitStack() as stack:
+        running = {name: stack.enter_context(server(url, cmd)) for name, url, cmd in specs}
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {r + 1}")
+            for c in levels:
+                for name, (url, model) in running.items():
+                    lv = asyncio.run(run_level(url, model, c, args.max_tokens))
+                    runs[name][c].append(lv)
+                    show(name, lv)
+    results = {name: [median_level(by_level[c]) for c in levels] for name, by_level in runs.items()}
+    if args.rounds > 1:
+        print(f"\nmedians over {args.rounds} rounds:")
+        for name, lvs in results.items():
+            for lv in lvs:
+                show(name, lv)
     if len(results) > 1:
         base_name, base = next(iter(results.items()))
         for name, other in list(results.items())[1:]:
