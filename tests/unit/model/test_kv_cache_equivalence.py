@@ -27,6 +27,17 @@ def model(tiny_gguf: Path, request: pytest.FixtureRequest) -> Llama:
     return build_model(read_config(r), load_tensors(r), torch.device(request.param), torch.float32)
 
 
+def _step(
+    sched: Scheduler, runner: ModelRunner, blocks: BlockManager
+) -> list[tuple[Sequence, torch.Tensor]]:
+    """One scheduled step through the runner: the sampling sequences and their logits."""
+    batch = sched.schedule()
+    logits = runner.execute(batch, [blocks.table(b.seq.request_id) for b in batch])
+    for b in batch:
+        b.seq.num_computed += b.num_new
+    return list(zip([b.seq for b in batch if b.samples], logits, strict=True))
+
+
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager", "decode-graphs"])
 @pytest.mark.parametrize("chunk", [512, 7])  # whole-prompt prefill and chunked prefill
 def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int, graphs: bool) -> None:
@@ -44,12 +55,7 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int, gr
         sched.add(s)
     steps = 0
     while any(len(s.output_ids) < 6 for s in seqs):
-        batch = sched.schedule()
-        logits = runner.execute(batch, [blocks.table(b.seq.request_id) for b in batch])
-        sampling = [b.seq for b in batch if b.samples]
-        for b in batch:
-            b.seq.num_computed += b.num_new
-        for row, seq in zip(logits, sampling, strict=True):
+        for seq, row in _step(sched, runner, blocks):
             ids = seq.prompt_ids + seq.output_ids
             with torch.inference_mode():
                 full = model.forward_full(torch.tensor([ids], device=model.device))[0, -1]
@@ -113,12 +119,7 @@ def _decode(
         sched.add(s)
     got: list[torch.Tensor] = []
     while len(got) < steps:
-        batch = sched.schedule()
-        logits = runner.execute(batch, [blocks.table(b.seq.request_id) for b in batch])
-        sampling = [b.seq for b in batch if b.samples]
-        for b in batch:
-            b.seq.num_computed += b.num_new
-        for row, seq in zip(logits, sampling, strict=True):
+        for seq, row in _step(sched, runner, blocks):
             if seq is seqs[watch]:
                 got.append(row.clone())
             seq.output_ids.append(int(row.argmax()))
