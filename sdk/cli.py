@@ -32,30 +32,18 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from sdk._client import Client
     from sdk._exceptions import APIError
     from sdk.types import ChatMessageParam, CompletionUsage
 
+from sdk._cli_base import ArgumentError, Command, OneLineParser, UsageError, add_subcommands
+
 __all__ = ["build_parser", "main"]
 
 COMMANDS_HELP = "/reset clears the history, /exit or Ctrl-D leaves, Ctrl-C stops a reply"
-
-
-class UsageError(ValueError):
-    """Bad command-line input found after parsing; ``main`` exits with status 2."""
-
-
-class _ArgumentError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse prints usage plus an error line and exits; we want one line and a return code.
-    def error(self, message: str) -> NoReturn:
-        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
 
 
 # -- chat ----------------------------------------------------------------------------------------
@@ -384,16 +372,6 @@ def _describe_api_error(exc: APIError, client: Client | None = None) -> str:
 # -- registration --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: its name, one-line help, argument declarations and body."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
 COMMANDS: list[Command] = [
     Command("chat", "talk with a model (streams; keeps the conversation)", _add_chat, _run_chat),
     Command(
@@ -426,22 +404,16 @@ def _add_connection(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree. Connection options work before or after the subcommand."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=_prog(),
         description="Talk to an OpenAI-compatible LLM server from the command line.",
     )
     _add_connection(parser, None)
     # Repeated on each subcommand with SUPPRESS, so `chat --base-url URL` works and an
     # option given before the subcommand is not reset by the subparser's default.
-    common = _Parser(add_help=False)
+    common = OneLineParser(add_help=False)
     _add_connection(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        sub_parser = sub.add_parser(
-            command.name, help=command.help, description=command.help, parents=[common]
-        )
-        command.add_arguments(sub_parser)
-        sub_parser.set_defaults(run=command.run)
+    add_subcommands(parser, COMMANDS, parents=[common])
     return parser
 
 
@@ -451,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-    except _ArgumentError as exc:
+    except ArgumentError as exc:
         return _fail(str(exc), 2)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0

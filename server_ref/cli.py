@@ -27,38 +27,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, TextIO
+from typing import Any, ClassVar, TextIO
 
+from sdk._cli_base import ArgumentError, Command, OneLineParser, UsageError, add_subcommands
 from server_ref.engine.types import DTYPE_CHOICES
 from server_ref.loading import registry
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
-
-
-class UsageError(ValueError):
-    """Bad command-line input found after parsing; ``main`` exits with status 2."""
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: its name, one-line help, argument declarations and body."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-class _ArgumentError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse prints usage plus an error line and exits; we want one line and a return code.
-    def error(self, message: str) -> NoReturn:
-        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
 
 
 # -- pull ----------------------------------------------------------------------------------------
@@ -305,7 +281,7 @@ COMMANDS: list[Command] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: global options plus one subparser per entry of ``COMMANDS``."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=_prog(),
         description="Reference server for llm-sdk: a Llama-family model behind an "
         "OpenAI-compatible API.",
@@ -315,11 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="show full tracebacks instead of one-line errors"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
-        command.add_arguments(sub_parser)
-        sub_parser.set_defaults(run=command.run)
+    add_subcommands(parser, COMMANDS)
     return parser
 
 
@@ -328,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _ArgumentError as exc:
+    except ArgumentError as exc:
         return _fail(str(exc), 2)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
