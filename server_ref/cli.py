@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from sdk._cli_base import ArgumentError, Command, OneLineParser, UsageError, add_subcommands
+from sdk.cli.base import ArgumentError, Command, OneLineParser, UsageError, add_subcommands
 from server_ref.engine.types import DTYPE_CHOICES
 from server_ref.loading import registry
 

@@ -15,6 +15,8 @@ import pytest
 
 import sdk
 from sdk import cli
+from sdk.cli import common
+from sdk.cli.base import Command
 
 MODEL = "m1"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -73,7 +75,7 @@ def run(
                 max_retries=0,
             )
 
-        monkeypatch.setattr(cli, "_client", client)
+        monkeypatch.setattr(common, "make_client", client)
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
         status = cli.main(list(argv))
         out, err = capsys.readouterr()
@@ -215,7 +217,7 @@ def test_a_bug_is_still_one_line(run: Any, monkeypatch: pytest.MonkeyPatch) -> N
         raise KeyError("oops")
 
     commands = [
-        c if c.name != "models" else cli.Command("models", "", c.add_arguments, broken)
+        c if c.name != "models" else Command("models", "", c.add_arguments, broken)
         for c in cli.COMMANDS
     ]
     monkeypatch.setattr(cli, "COMMANDS", commands)
