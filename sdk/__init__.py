@@ -5,152 +5,59 @@
 >>> client.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])  # doctest: +SKIP
 
 Names are imported lazily on first use, so ``import sdk`` costs almost nothing until a
-client (httpx, pydantic, tenacity) is needed; ``sdk.types`` holds the wire models.
+client (httpx, pydantic, tenacity) is needed; ``sdk.types`` holds the wire models. The
+``TYPE_CHECKING`` block below is the one list of exports (``sdk._lazy`` reads it; ``X as X``
+is how a type checker is told a name is re-exported).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import tokens, types
-    from ._async_client import AsyncClient
-    from ._client import Client
+    from . import tokens as tokens, types as types
+    from ._async_client import AsyncClient as AsyncClient
+    from ._client import Client as Client
     from ._exceptions import (
-        APIConnectionError,
-        APIError,
-        APIResponseValidationError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        ConflictError,
-        ContextWindowExceededError,
-        InternalServerError,
-        InvalidRequestParamsError,
-        NotFoundError,
-        PermissionDeniedError,
-        RateLimitError,
-        SDKError,
-        TokenBudgetError,
-        TokenRateLimitError,
-        UnprocessableEntityError,
+        APIConnectionError as APIConnectionError,
+        APIError as APIError,
+        APIResponseValidationError as APIResponseValidationError,
+        APIStatusError as APIStatusError,
+        APITimeoutError as APITimeoutError,
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        ConflictError as ConflictError,
+        ContextWindowExceededError as ContextWindowExceededError,
+        InternalServerError as InternalServerError,
+        InvalidRequestParamsError as InvalidRequestParamsError,
+        NotFoundError as NotFoundError,
+        PermissionDeniedError as PermissionDeniedError,
+        RateLimitError as RateLimitError,
+        SDKError as SDKError,
+        TokenBudgetError as TokenBudgetError,
+        TokenRateLimitError as TokenRateLimitError,
+        UnprocessableEntityError as UnprocessableEntityError,
     )
-    from ._protocol import (
-        DEFAULT_TIMEOUT,
-        ChatCompletionAccumulator,
-        CompletionAccumulator,
-        RequestOptions,
-        RetryPolicy,
-        ServerSentEvent,
-        SSEDecoder,
+    from ._policies.counting import TokenCount as TokenCount
+    from ._policies.options import CallOptions as CallOptions
+    from ._policies.ratelimit import RateLimiter as RateLimiter
+    from ._protocol.accumulate import (
+        ChatCompletionAccumulator as ChatCompletionAccumulator,
+        CompletionAccumulator as CompletionAccumulator,
     )
-    from ._streaming import AsyncStream, Stream
-    from .tokens import RateLimiter, TokenBudget, Tokenizer
-    from .types import ResponseInfo
+    from ._protocol.options import (
+        DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
+        RequestOptions as RequestOptions,
+        RetryPolicy as RetryPolicy,
+    )
+    from ._protocol.sse import ServerSentEvent as ServerSentEvent, SSEDecoder as SSEDecoder
+    from ._streaming import AsyncStream as AsyncStream, Stream as Stream
+    from .tokens.budget import TokenBudget as TokenBudget
+    from .tokens.tokenizer import Tokenizer as Tokenizer
+    from .types import ResponseInfo as ResponseInfo
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "APIConnectionError",
-    "APIError",
-    "APIResponseValidationError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AsyncClient",
-    "AsyncStream",
-    "AuthenticationError",
-    "BadRequestError",
-    "ChatCompletionAccumulator",
-    "Client",
-    "CompletionAccumulator",
-    "ConflictError",
-    "ContextWindowExceededError",
-    "InternalServerError",
-    "InvalidRequestParamsError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RateLimiter",
-    "RequestOptions",
-    "ResponseInfo",
-    "RetryPolicy",
-    "SDKError",
-    "SSEDecoder",
-    "ServerSentEvent",
-    "Stream",
-    "TokenBudget",
-    "TokenBudgetError",
-    "TokenRateLimitError",
-    "Tokenizer",
-    "UnprocessableEntityError",
-    "__version__",
-    "tokens",
-    "types",
-]
-
-# public name -> the private module that defines it
-_LAZY = {
-    "AsyncClient": "_async_client",
-    "Client": "_client",
-    "AsyncStream": "_streaming",
-    "Stream": "_streaming",
-    "ResponseInfo": "types",
-    "types": "",
-    "tokens": "",
-    "RateLimiter": "tokens",
-    "TokenBudget": "tokens",
-    "Tokenizer": "tokens",
-    **dict.fromkeys(
-        [
-            "DEFAULT_TIMEOUT",
-            "ChatCompletionAccumulator",
-            "CompletionAccumulator",
-            "RequestOptions",
-            "RetryPolicy",
-            "SSEDecoder",
-            "ServerSentEvent",
-        ],
-        "_protocol",
-    ),
-    **dict.fromkeys(
-        [
-            "APIConnectionError",
-            "APIError",
-            "APIResponseValidationError",
-            "APIStatusError",
-            "APITimeoutError",
-            "AuthenticationError",
-            "BadRequestError",
-            "ConflictError",
-            "ContextWindowExceededError",
-            "InternalServerError",
-            "InvalidRequestParamsError",
-            "NotFoundError",
-            "PermissionDeniedError",
-            "RateLimitError",
-            "SDKError",
-            "TokenBudgetError",
-            "TokenRateLimitError",
-            "UnprocessableEntityError",
-        ],
-        "_exceptions",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'sdk' has no attribute {name!r}")
-    if not module_name:  # a subpackage
-        return importlib.import_module(f".{name}", __name__)
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
+__all__ += ["__version__"]

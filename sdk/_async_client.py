@@ -1,41 +1,30 @@
-"""``AsyncClient``: ``_client.py`` with ``await`` (asyncio; the I/O shell around ``_protocol``).
+"""``AsyncClient``: ``_client.py`` with ``await`` (asyncio; the driver of the sans-I/O core).
 
-Keep it a line-for-line twin of ``Client``: a test diffs the two files after replacing the
-async spellings, so any other difference fails the build.
+Keep it a line-for-line twin of ``Client``: a test diffs the two after replacing the async
+spellings, so any other difference fails the build.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from typing_extensions import Unpack
 
+from ._base_client import BaseClient
 from ._exceptions import APIError, map_transport_errors
 from ._protocol.actions import Action, Close, Flow, ReadBody, Send, Sent, Sleep
-from ._protocol.options import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUT,
-    ClientConfig,
-    ClientOptions,
-    RequestOptions,
-    RetryPolicy,
-    TimeoutTypes,
-    make_config,
-    update_config,
-)
+from ._protocol.options import DEFAULT_LIMITS
 from ._streaming import AsyncStream
 
-# The wire models (pydantic) and the flows that use them load on the first call, not here:
-# creating a client stays cheap (benchmarks/bench_sdk.py measures it).
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from ._protocol.request import APICall
+    from ._base_client import CallBuilder
+    from ._policies.counting import TokenCount
     from ._resources import (
         AsyncChat,
         AsyncCompletions,
@@ -44,8 +33,8 @@ if TYPE_CHECKING:
         DetokenizeKwargs,
         TokenizeKwargs,
     )
-    from .tokens import RateLimiter, TokenBudget, Tokenizer
-    from .types import APIObject, DetokenizeResponse, TokenizeResponse
+    from .tokens import Tokenizer
+    from .types import APIObject, ChatMessageParam, DetokenizeResponse, TokenizeResponse
 
 __all__ = ["AsyncClient"]
 
@@ -53,7 +42,9 @@ T = TypeVar("T", bound="APIObject")
 R = TypeVar("R")
 
 
-class AsyncClient:
+class AsyncClient(
+    BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport, Callable[[float], Awaitable[None]]]
+):
     """An asyncio client for an OpenAI-compatible server; ``Client`` with ``await``.
 
     >>> from sdk import AsyncClient
@@ -64,79 +55,15 @@ class AsyncClient:
     ...     )
 
     Arguments as for ``Client``; ``http_client`` is an ``httpx.AsyncClient``, ``transport``
-    an ``httpx.AsyncBaseTransport`` and ``sleep`` a coroutine function.
+    an ``httpx.AsyncBaseTransport`` and ``sleep`` a coroutine function (default
+    ``asyncio.sleep``).
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
-        max_retries: int | None = None,
-        retry_policy: RetryPolicy | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        token_budget: TokenBudget | None = None,
-        rate_limiter: RateLimiter | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        options = ClientOptions(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            retry_policy=retry_policy,
-            default_headers=default_headers,
-            token_budget=token_budget,
-            rate_limiter=rate_limiter,
-        )
-        if max_retries is not None:
-            options["max_retries"] = max_retries
-        config = make_config(options, os.environ)
-        if http_client is not None and transport is not None:
-            raise ValueError("pass either http_client or transport, not both")
-        owns_http = http_client is None
-        if http_client is None:
-            http_client = httpx.AsyncClient(
-                transport=transport, limits=DEFAULT_LIMITS, follow_redirects=True
-            )
-        self._setup(config, http_client, owns_http, sleep)
+    def _new_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, limits=DEFAULT_LIMITS, follow_redirects=True)
 
-    def _setup(
-        self,
-        config: ClientConfig,
-        http: httpx.AsyncClient,
-        owns_http: bool,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self._config, self._http, self._owns_http, self._sleep = config, http, owns_http, sleep
-
-    @property
-    def base_url(self) -> httpx.URL:
-        return self._config.base_url
-
-    @property
-    def max_retries(self) -> int:
-        return self._config.retry.max_retries
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        return self._config.timeout
-
-    def __repr__(self) -> str:
-        # Never the API key: reprs end up in logs and tracebacks.
-        name, url = type(self).__name__, str(self.base_url)
-        return f"{name}(base_url={url!r}, max_retries={self.max_retries})"
-
-    def with_options(self, **changes: Unpack[ClientOptions]) -> AsyncClient:
-        """A copy with some settings changed, sharing this client's connection pool.
-
-        >>> await client.with_options(timeout=5.0, max_retries=0).models.list()  # doctest: +SKIP
-        """
-        copy = object.__new__(type(self))
-        copy._setup(update_config(self._config, changes), self._http, False, self._sleep)
-        return copy
+    def _default_sleep(self) -> Callable[[float], Awaitable[None]]:
+        return asyncio.sleep
 
     async def close(self) -> None:
         """Close the connection pool, unless it was passed in as ``http_client``."""
@@ -183,7 +110,7 @@ class AsyncClient:
         """
         from ._protocol.request import tokenize_call
 
-        return await self._request(*tokenize_call(kwargs))
+        return await self._request(tokenize_call, kwargs)
 
     async def detokenize(
         self, tokens: Sequence[int], **kwargs: Unpack[DetokenizeKwargs]
@@ -195,32 +122,44 @@ class AsyncClient:
         """
         from ._protocol.request import detokenize_call
 
-        return await self._request(*detokenize_call(tokens, kwargs))
+        return await self._request(lambda rest: detokenize_call(tokens, rest), kwargs)
 
     async def tokenizer(self, model: str) -> Tokenizer:
-        """The tokenizer of ``model``, fetched once and cached (see ``Client.tokenizer``).
+        """The tokenizer of ``model``, fetched once (``GET /models/{model}/tokenizer``) and
+        cached on disk by its sha256; counts equal the server's when ``exact`` is true.
 
         >>> tok = await client.tokenizer("smollm2-135m-instruct")  # doctest: +SKIP
-        >>> tok.count("Hello world")  # doctest: +SKIP
-        2
-        """
-        from .tokens.remote import tokenizer_flow
+        >>> tok.count_chat([{"role": "user", "content": "Hi"}]), tok.exact  # doctest: +SKIP
+        (10, True)
 
-        return await self._run(tokenizer_flow(self._config, model))
+        Servers without the export get a hosted model's public encoding or an estimate
+        (``exact=False``, with a ``TokenCountWarning``).
+        """
+        return await self._run(self._tokenizer_flow(model))
+
+    async def count_tokens(
+        self,
+        model: str,
+        *,
+        messages: Sequence[ChatMessageParam | Mapping[str, Any]] | None = None,
+        prompt: str | None = None,
+    ) -> TokenCount:
+        """Prompt tokens of a chat (``messages``) or a completion ``prompt`` for ``model``,
+        counted the best way this server allows: the model's exported tokenizer, else the
+        server's ``/tokenize``, else a public encoding or an estimate (``exact=False``).
+
+        >>> await client.count_tokens("smollm2-135m-instruct", prompt="Hi")  # doctest: +SKIP
+        TokenCount(tokens=1, exact=True, source='server', context_length=8192)
+        """
+        return await self._run(self._count_flow(model, messages, prompt))
 
     # --- the driver ---------------------------------------------------------------------
 
-    async def _request(self, call: APICall[T], options: RequestOptions) -> T:
-        from .tokens.guard import guarded_call_flow
+    async def _request(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> T:
+        return await self._run(self._call_flow(build, kwargs))
 
-        return await self._run(guarded_call_flow(self._config, call, options))
-
-    async def _stream(self, call: APICall[T], options: RequestOptions) -> AsyncStream[T]:
-        assert call.accumulator is not None
-        from .tokens.guard import guarded_stream_flow
-
-        start = await self._run(guarded_stream_flow(self._config, call, options))
-        return AsyncStream(start, call.accumulator())
+    async def _stream(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> AsyncStream[T]:
+        return AsyncStream(await self._run(self._stream_flow(build, kwargs)))
 
     async def _run(self, flow: Flow[R]) -> R:
         opened: list[httpx.Response] = []

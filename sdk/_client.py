@@ -1,43 +1,32 @@
-"""``Client``: the synchronous shell around the sans-I/O core.
+"""``Client``: the synchronous driver of the sans-I/O core.
 
-It owns an ``httpx.Client`` and drives ``_protocol`` flows: send, read, close and sleep when
-a flow asks, and throw mapped transport errors back into it. Every decision (retries, status
-errors, parsing, streams) is made in ``_protocol``; ``_async_client.py`` is this file with
-``await``.
+It drives ``_protocol`` flows over an ``httpx.Client``: send, read, close and sleep when a
+flow asks, and throw mapped transport errors back into it. Everything else — settings,
+policies, which flow a call runs — is ``BaseClient``'s; ``_async_client.py`` is this file
+with ``await`` (a test keeps the two twins).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from typing_extensions import Unpack
 
+from ._base_client import BaseClient
 from ._exceptions import APIError, map_transport_errors
 from ._protocol.actions import Action, Close, Flow, ReadBody, Send, Sent, Sleep
-from ._protocol.options import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUT,
-    ClientConfig,
-    ClientOptions,
-    RequestOptions,
-    RetryPolicy,
-    TimeoutTypes,
-    make_config,
-    update_config,
-)
+from ._protocol.options import DEFAULT_LIMITS
 from ._streaming import Stream
 
-# The wire models (pydantic) and the flows that use them load on the first call, not here:
-# creating a client stays cheap (benchmarks/bench_sdk.py measures it).
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from ._protocol.request import APICall
+    from ._base_client import CallBuilder
+    from ._policies.counting import TokenCount
     from ._resources import (
         Chat,
         Completions,
@@ -46,8 +35,8 @@ if TYPE_CHECKING:
         Models,
         TokenizeKwargs,
     )
-    from .tokens import RateLimiter, TokenBudget, Tokenizer
-    from .types import APIObject, DetokenizeResponse, TokenizeResponse
+    from .tokens import Tokenizer
+    from .types import APIObject, ChatMessageParam, DetokenizeResponse, TokenizeResponse
 
 __all__ = ["Client"]
 
@@ -55,7 +44,7 @@ T = TypeVar("T", bound="APIObject")
 R = TypeVar("R")
 
 
-class Client:
+class Client(BaseClient[httpx.Client, httpx.BaseTransport, Callable[[float], None]]):
     """A synchronous client for an OpenAI-compatible server.
 
     >>> from sdk import Client
@@ -69,7 +58,8 @@ class Client:
     ``base_url`` and ``api_key`` default to ``LLM_SDK_BASE_URL`` / ``LLM_SDK_API_KEY``.
     ``timeout`` is an ``httpx.Timeout`` or seconds (``None``: no timeout). Pass
     ``http_client`` to share a pool (it is then yours to close) or ``transport`` to replace
-    the network (``httpx.MockTransport`` in tests). ``sleep`` is what retries wait with.
+    the network (``httpx.MockTransport`` in tests). ``sleep`` is what retries wait with
+    (default ``time.sleep``).
 
     ``token_budget`` (``sdk.TokenBudget``) checks every chat and completion call against the
     model's context window before sending it, trimming it if asked; ``rate_limiter``
@@ -78,76 +68,11 @@ class Client:
     fetched once per client (see ``tokenizer``).
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
-        max_retries: int | None = None,
-        retry_policy: RetryPolicy | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        token_budget: TokenBudget | None = None,
-        rate_limiter: RateLimiter | None = None,
-        http_client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        options = ClientOptions(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            retry_policy=retry_policy,
-            default_headers=default_headers,
-            token_budget=token_budget,
-            rate_limiter=rate_limiter,
-        )
-        if max_retries is not None:
-            options["max_retries"] = max_retries
-        config = make_config(options, os.environ)
-        if http_client is not None and transport is not None:
-            raise ValueError("pass either http_client or transport, not both")
-        owns_http = http_client is None
-        if http_client is None:
-            http_client = httpx.Client(
-                transport=transport, limits=DEFAULT_LIMITS, follow_redirects=True
-            )
-        self._setup(config, http_client, owns_http, sleep)
+    def _new_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(transport=transport, limits=DEFAULT_LIMITS, follow_redirects=True)
 
-    def _setup(
-        self,
-        config: ClientConfig,
-        http: httpx.Client,
-        owns_http: bool,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self._config, self._http, self._owns_http, self._sleep = config, http, owns_http, sleep
-
-    @property
-    def base_url(self) -> httpx.URL:
-        return self._config.base_url
-
-    @property
-    def max_retries(self) -> int:
-        return self._config.retry.max_retries
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        return self._config.timeout
-
-    def __repr__(self) -> str:
-        # Never the API key: reprs end up in logs and tracebacks.
-        name, url = type(self).__name__, str(self.base_url)
-        return f"{name}(base_url={url!r}, max_retries={self.max_retries})"
-
-    def with_options(self, **changes: Unpack[ClientOptions]) -> Client:
-        """A copy with some settings changed, sharing this client's connection pool.
-
-        >>> client.with_options(timeout=5.0, max_retries=0).models.list()  # doctest: +SKIP
-        """
-        copy = object.__new__(type(self))
-        copy._setup(update_config(self._config, changes), self._http, False, self._sleep)
-        return copy
+    def _default_sleep(self) -> Callable[[float], None]:
+        return time.sleep
 
     def close(self) -> None:
         """Close the connection pool, unless it was passed in as ``http_client``."""
@@ -194,7 +119,7 @@ class Client:
         """
         from ._protocol.request import tokenize_call
 
-        return self._request(*tokenize_call(kwargs))
+        return self._request(tokenize_call, kwargs)
 
     def detokenize(
         self, tokens: Sequence[int], **kwargs: Unpack[DetokenizeKwargs]
@@ -206,7 +131,7 @@ class Client:
         """
         from ._protocol.request import detokenize_call
 
-        return self._request(*detokenize_call(tokens, kwargs))
+        return self._request(lambda rest: detokenize_call(tokens, rest), kwargs)
 
     def tokenizer(self, model: str) -> Tokenizer:
         """The tokenizer of ``model``, fetched once (``GET /models/{model}/tokenizer``) and
@@ -219,23 +144,31 @@ class Client:
         Servers without the export get a hosted model's public encoding or an estimate
         (``exact=False``, with a ``TokenCountWarning``).
         """
-        from .tokens.remote import tokenizer_flow
+        return self._run(self._tokenizer_flow(model))
 
-        return self._run(tokenizer_flow(self._config, model))
+    def count_tokens(
+        self,
+        model: str,
+        *,
+        messages: Sequence[ChatMessageParam | Mapping[str, Any]] | None = None,
+        prompt: str | None = None,
+    ) -> TokenCount:
+        """Prompt tokens of a chat (``messages``) or a completion ``prompt`` for ``model``,
+        counted the best way this server allows: the model's exported tokenizer, else the
+        server's ``/tokenize``, else a public encoding or an estimate (``exact=False``).
+
+        >>> client.count_tokens("smollm2-135m-instruct", prompt="Hi")  # doctest: +SKIP
+        TokenCount(tokens=1, exact=True, source='server', context_length=8192)
+        """
+        return self._run(self._count_flow(model, messages, prompt))
 
     # --- the driver ---------------------------------------------------------------------
 
-    def _request(self, call: APICall[T], options: RequestOptions) -> T:
-        from .tokens.guard import guarded_call_flow
+    def _request(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> T:
+        return self._run(self._call_flow(build, kwargs))
 
-        return self._run(guarded_call_flow(self._config, call, options))
-
-    def _stream(self, call: APICall[T], options: RequestOptions) -> Stream[T]:
-        assert call.accumulator is not None
-        from .tokens.guard import guarded_stream_flow
-
-        start = self._run(guarded_stream_flow(self._config, call, options))
-        return Stream(start, call.accumulator())
+    def _stream(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> Stream[T]:
+        return Stream(self._run(self._stream_flow(build, kwargs)))
 
     def _run(self, flow: Flow[R]) -> R:
         opened: list[httpx.Response] = []

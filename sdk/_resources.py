@@ -1,10 +1,11 @@
 """The API resources: ``client.chat.completions``, ``completions``, ``embeddings``, ``models``.
 
-Each method is a few lines: describe the call with a ``_protocol`` builder (which validates
-the parameters against ``sdk.types`` before anything is sent) and hand it to the client.
+Each method is a line: hand the client a ``_protocol`` builder (which validates the
+parameters against ``sdk.types`` before anything is sent) and the keyword arguments.
 Keyword arguments are typed with ``Unpack[TypedDict]``: the wire parameters from
-``sdk.types`` plus the per-call ``RequestOptions`` (timeout, max_retries, extra_headers,
-extra_query, extra_body, idempotency_key). One ``@overload`` pair types ``stream=True``.
+``sdk.types`` plus the per-call ``CallOptions`` (timeout, max_retries, extra_headers,
+extra_query, extra_body, idempotency_key, budget). One ``@overload`` pair types
+``stream=True``.
 The async classes below repeat the sync ones with ``await``, nothing more.
 """
 
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from typing_extensions import Unpack
 
-from ._protocol import (
-    RequestOptions,
+from ._policies.options import CallOptions
+from ._protocol.options import RequestOptions
+from ._protocol.request import (
     chat_completion_call,
     chat_completion_stream_call,
     completion_call,
@@ -61,11 +63,11 @@ __all__ = [
 ]
 
 
-class ChatCompletionKwargs(ChatCompletionCreateParams, RequestOptions, total=False):
+class ChatCompletionKwargs(ChatCompletionCreateParams, CallOptions, total=False):
     pass
 
 
-class CompletionKwargs(CompletionCreateParams, RequestOptions, total=False):
+class CompletionKwargs(CompletionCreateParams, CallOptions, total=False):
     pass
 
 
@@ -112,8 +114,8 @@ class ChatCompletions:
         Raises ``InvalidRequestParamsError`` before sending if a parameter has a wrong type.
         """
         if stream:
-            return self._client._stream(*chat_completion_stream_call(kwargs))
-        return self._client._request(*chat_completion_call(kwargs))
+            return self._client._stream(chat_completion_stream_call, kwargs)
+        return self._client._request(chat_completion_call, kwargs)
 
 
 class Chat:
@@ -141,8 +143,8 @@ class Completions:
         >>> client.completions.create(prompt="Once upon a time", max_tokens=8)  # doctest: +SKIP
         """
         if stream:
-            return self._client._stream(*completion_stream_call(kwargs))
-        return self._client._request(*completion_call(kwargs))
+            return self._client._stream(completion_stream_call, kwargs)
+        return self._client._request(completion_call, kwargs)
 
 
 class Embeddings:
@@ -154,7 +156,7 @@ class Embeddings:
 
         >>> client.embeddings.create(input=["a", "b"]).data[0].embedding  # doctest: +SKIP
         """
-        return self._client._request(*embedding_call(kwargs))
+        return self._client._request(embedding_call, kwargs)
 
 
 class Models:
@@ -166,11 +168,11 @@ class Models:
 
         >>> [m.id for m in client.models.list().data]  # doctest: +SKIP
         """
-        return self._client._request(*model_list_call(options))
+        return self._client._request(model_list_call, options)
 
     def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """One model by id (``GET /models/{model}``); ``NotFoundError`` if unknown."""
-        return self._client._request(*model_retrieve_call(model, options))
+        return self._client._request(lambda rest: model_retrieve_call(model, rest), options)
 
 
 # --- async --------------------------------------------------------------------------------
@@ -193,8 +195,8 @@ class AsyncChatCompletions:
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """``ChatCompletions.create`` for ``AsyncClient``."""
         if stream:
-            return await self._client._stream(*chat_completion_stream_call(kwargs))
-        return await self._client._request(*chat_completion_call(kwargs))
+            return await self._client._stream(chat_completion_stream_call, kwargs)
+        return await self._client._request(chat_completion_call, kwargs)
 
 
 class AsyncChat:
@@ -219,8 +221,8 @@ class AsyncCompletions:
     ) -> Completion | AsyncStream[Completion]:
         """``Completions.create`` for ``AsyncClient``."""
         if stream:
-            return await self._client._stream(*completion_stream_call(kwargs))
-        return await self._client._request(*completion_call(kwargs))
+            return await self._client._stream(completion_stream_call, kwargs)
+        return await self._client._request(completion_call, kwargs)
 
 
 class AsyncEmbeddings:
@@ -229,7 +231,7 @@ class AsyncEmbeddings:
 
     async def create(self, **kwargs: Unpack[EmbeddingKwargs]) -> CreateEmbeddingResponse:
         """``Embeddings.create`` for ``AsyncClient``."""
-        return await self._client._request(*embedding_call(kwargs))
+        return await self._client._request(embedding_call, kwargs)
 
 
 class AsyncModels:
@@ -238,8 +240,8 @@ class AsyncModels:
 
     async def list(self, **options: Unpack[RequestOptions]) -> ModelList:
         """``Models.list`` for ``AsyncClient``."""
-        return await self._client._request(*model_list_call(options))
+        return await self._client._request(model_list_call, options)
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """``Models.retrieve`` for ``AsyncClient``."""
-        return await self._client._request(*model_retrieve_call(model, options))
+        return await self._client._request(lambda rest: model_retrieve_call(model, rest), options)

@@ -1,10 +1,15 @@
 """``Stream`` and ``AsyncStream``: iterate the chunks of a streaming call.
 
-Both are thin shells over ``_protocol.ChunkDecoder`` (bytes -> chunks, ``[DONE]``, error
-events, truncation) and an accumulator (chunks -> the final object). They own the HTTP
-response: leaving the ``with`` block, ``close()``, finishing, an exception, or cancelling
-the task that iterates closes the connection, which is how a server learns to stop
-generating. Failures while iterating are never retried: chunks were already delivered.
+Every decision is in ``_protocol.stream.read_flow`` (bytes -> chunks, ``[DONE]``, error
+events, truncation, accumulation); ``BaseStream`` holds what does no I/O, and the two
+classes only drive the flow. They own the HTTP response: leaving the ``with`` block,
+``close()``, finishing, an exception, or cancelling the task that iterates closes the
+connection, which is how a server learns to stop generating. Failures while iterating are
+never retried: chunks were already delivered.
+
+The read loop is a module-level generator that sees the stream's small ``_State``, never
+the stream itself, so dropping the last reference to a stream frees it at once and its loop
+closes the response (no reference cycle waiting for the garbage collector).
 """
 
 from __future__ import annotations
@@ -18,16 +23,93 @@ import httpx
 from ._exceptions import APIError, map_transport_errors
 
 if TYPE_CHECKING:  # the clients import this module; the wire models load on the first call
-    from ._protocol.accumulate import Accumulator
     from ._protocol.flow import StreamStart
     from .types import APIObject, ChatCompletion, ChatCompletionChunk, Completion, ResponseInfo
 
-__all__ = ["AsyncStream", "Stream"]
+__all__ = ["AsyncStream", "BaseStream", "Stream"]
 
 T = TypeVar("T", bound="APIObject")
 
 
-class Stream(Generic[T]):
+class _State:
+    """What a stream and its read loop share: whether ``close()`` was called."""
+
+    closed = False
+
+
+class BaseStream(Generic[T]):
+    """The I/O-free part of a stream: the response, its facts, and the accumulated result."""
+
+    def __init__(self, start: StreamStart[T, Any]) -> None:
+        self.response: httpx.Response = start.response
+        self.response_info: ResponseInfo = start.info
+        self._start = start
+        self._state = _State()
+
+    def _text(self, chunk: T) -> str | None:
+        return self._start.accumulator.text(chunk)
+
+    def _final(self) -> Any:
+        final = self._start.accumulator.result()
+        final._response_info = self.response_info
+        return final
+
+
+def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator[T, None, None]:
+    from ._protocol.actions import ReadChunk
+    from ._protocol.stream import read_flow
+
+    flow, data = read_flow(start), None
+    try:
+        while True:
+            item = flow.send(data)
+            data = None
+            if not isinstance(item, ReadChunk):
+                yield item
+                continue
+            with map_transport_errors(start.response.request):
+                data = next(item.chunks, None)
+            if state.closed:  # closed by another thread while reading
+                return
+    except StopIteration:
+        return
+    except APIError:
+        if not state.closed:  # after close(), a failing read is the expected end
+            raise
+    finally:
+        start.response.close()
+
+
+async def _aiterate(
+    start: StreamStart[T, AsyncIterator[bytes]], state: _State
+) -> AsyncGenerator[T, None]:
+    from ._protocol.actions import ReadChunk
+    from ._protocol.stream import read_flow
+
+    flow, data = read_flow(start), None
+    try:
+        while True:
+            item = flow.send(data)
+            data = None
+            if not isinstance(item, ReadChunk):
+                yield item
+                continue
+            with map_transport_errors(start.response.request):
+                data = await anext(item.chunks, None)
+            if state.closed:  # closed by another task while reading
+                return
+    except StopIteration:
+        return
+    except APIError:
+        if not state.closed:  # after close(), a failing read is the expected end
+            raise
+    finally:
+        # Also reached when the task iterating is cancelled, so the server sees the
+        # connection close and stops generating.
+        await start.response.aclose()
+
+
+class Stream(BaseStream[T]):
     """The chunks of a streaming call, as an iterator and a context manager.
 
     >>> with client.chat.completions.create(model="m", messages=msgs, stream=True) as stream:
@@ -36,37 +118,9 @@ class Stream(Generic[T]):
     ...     completion = stream.get_final_completion()
     """
 
-    def __init__(
-        self, start: StreamStart[T, Iterator[bytes]], accumulator: Accumulator[T, Any]
-    ) -> None:
-        self.response: httpx.Response = start.response
-        self.response_info: ResponseInfo = start.info
-        self._accumulator = accumulator
-        self._closed = False
-        self._iterator = self._iterate(start)
-
-    def _iterate(self, start: StreamStart[T, Iterator[bytes]]) -> Generator[T, None, None]:
-        decoder, chunks = start.decoder, start.first
-        try:
-            while True:
-                for chunk in chunks:
-                    self._accumulator.add(chunk)
-                    yield chunk
-                if decoder.done:
-                    return
-                with map_transport_errors(self.response.request):
-                    data = next(start.chunks, None)
-                if self._closed:  # closed by another thread or task while reading
-                    return
-                if data is None:
-                    decoder.finish()  # raises: [DONE] never came, the connection broke
-                    return
-                chunks = decoder.feed(data)
-        except APIError:
-            if not self._closed:  # after close(), a failing read is the expected end
-                raise
-        finally:
-            self.response.close()
+    def __init__(self, start: StreamStart[T, Iterator[bytes]]) -> None:
+        super().__init__(start)
+        self._iterator = _iterate(start, self._state)
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -82,7 +136,7 @@ class Stream(Generic[T]):
 
     def close(self) -> None:
         """Stop reading and close the connection (idempotent, and safe from another thread)."""
-        self._closed = True
+        self._state.closed = True
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             self._iterator.close()
         self.response.close()  # also ends a read blocked in another thread
@@ -90,7 +144,7 @@ class Stream(Generic[T]):
     @property
     def text_stream(self) -> Iterator[str]:
         """Only the text of the first choice, delta by delta (shares the stream's position)."""
-        return (text for chunk in self if (text := self._accumulator.text(chunk)))
+        return (text for chunk in self if (text := self._text(chunk)))
 
     @overload
     def get_final_completion(self: Stream[ChatCompletionChunk]) -> ChatCompletion: ...
@@ -103,12 +157,10 @@ class Stream(Generic[T]):
         """
         for _ in self:
             pass
-        final = self._accumulator.result()
-        final._response_info = self.response_info
-        return final
+        return self._final()
 
 
-class AsyncStream(Generic[T]):
+class AsyncStream(BaseStream[T]):
     """The chunks of a streaming call on ``AsyncClient``: ``Stream`` with ``async``.
 
     >>> stream = await client.chat.completions.create(model="m", messages=msgs, stream=True)
@@ -117,41 +169,9 @@ class AsyncStream(Generic[T]):
     ...         print(text, end="")
     """
 
-    def __init__(
-        self, start: StreamStart[T, AsyncIterator[bytes]], accumulator: Accumulator[T, Any]
-    ) -> None:
-        self.response: httpx.Response = start.response
-        self.response_info: ResponseInfo = start.info
-        self._accumulator = accumulator
-        self._closed = False
-        self._iterator = self._iterate(start)
-
-    async def _iterate(
-        self, start: StreamStart[T, AsyncIterator[bytes]]
-    ) -> AsyncGenerator[T, None]:
-        decoder, chunks = start.decoder, start.first
-        try:
-            while True:
-                for chunk in chunks:
-                    self._accumulator.add(chunk)
-                    yield chunk
-                if decoder.done:
-                    return
-                with map_transport_errors(self.response.request):
-                    data = await anext(start.chunks, None)
-                if self._closed:  # closed by another thread or task while reading
-                    return
-                if data is None:
-                    decoder.finish()  # raises: [DONE] never came, the connection broke
-                    return
-                chunks = decoder.feed(data)
-        except APIError:
-            if not self._closed:  # after close(), a failing read is the expected end
-                raise
-        finally:
-            # Also reached when the task iterating is cancelled, so the server sees the
-            # connection close and stops generating.
-            await self.response.aclose()
+    def __init__(self, start: StreamStart[T, AsyncIterator[bytes]]) -> None:
+        super().__init__(start)
+        self._iterator = _aiterate(start, self._state)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -167,7 +187,7 @@ class AsyncStream(Generic[T]):
 
     async def close(self) -> None:
         """Stop reading and close the connection (idempotent, and safe from another task)."""
-        self._closed = True
+        self._state.closed = True
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             await self._iterator.aclose()
         await self.response.aclose()  # also ends a read blocked in another task
@@ -175,7 +195,7 @@ class AsyncStream(Generic[T]):
     @property
     def text_stream(self) -> AsyncIterator[str]:
         """Only the text of the first choice, delta by delta (shares the stream's position)."""
-        return (text async for chunk in self if (text := self._accumulator.text(chunk)))
+        return (text async for chunk in self if (text := self._text(chunk)))
 
     @overload
     async def get_final_completion(self: AsyncStream[ChatCompletionChunk]) -> ChatCompletion: ...
@@ -185,6 +205,4 @@ class AsyncStream(Generic[T]):
         """Read the rest of the stream and return all it sent as one completion object."""
         async for _ in self:
             pass
-        final = self._accumulator.result()
-        final._response_info = self.response_info
-        return final
+        return self._final()

@@ -3,21 +3,17 @@
 ``guarded_call_flow`` / ``guarded_stream_flow`` are what the clients run for every call.
 Without a ``token_budget`` or ``rate_limiter`` they are exactly ``call_flow`` /
 ``stream_flow``: no tokenizer, no counting, no extra request. With one of them, a chat or
-completion call is counted first (the model's tokenizer is fetched once per client, see
-``sdk.tokens.remote``), planned (``sdk.tokens.budget``: sent as is, ``max_tokens``
-clamped, trimmed, or ``ContextWindowExceededError`` with nothing sent), and every attempt
-passes the rate limiter (``sdk.tokens.ratelimit``).
-
-Counting, in order of preference: the model's own tokenizer (exact); for a server without
-the export, its ``/tokenize`` (exact, one round trip per count); the hosted-model encoding
-or an estimate (``exact=False``).
+completion call is counted first (``counting``: the model's tokenizer is fetched once per
+client), planned (``sdk.tokens.budget``: sent as is, ``max_tokens`` clamped, trimmed, or
+``ContextWindowExceededError`` with nothing sent), and every attempt passes the rate limiter
+(``ratelimit``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from sdk._exceptions import InvalidRequestParamsError, TokenBudgetError
 from sdk._protocol.flow import AttemptHooks, Flow, StreamStart, call_flow, stream_flow
@@ -25,7 +21,6 @@ from sdk._protocol.options import ClientConfig, RequestOptions
 from sdk._protocol.request import APICall
 from sdk.tokens.budget import (
     BudgetPlan,
-    CountRequest,
     Planner,
     TokenBudget,
     plan_chat,
@@ -34,8 +29,8 @@ from sdk.tokens.budget import (
 )
 from sdk.types import APIObject
 
-if TYPE_CHECKING:
-    from sdk.tokens.tokenizer import Tokenizer
+from .counting import Counter, counter_flow
+from .options import Policies, PolicyOptions
 
 __all__ = ["guarded_call_flow", "guarded_stream_flow"]
 
@@ -44,40 +39,50 @@ T = TypeVar("T", bound=APIObject)
 _CHAT, _COMPLETION = "/chat/completions", "/completions"
 
 
-def guarded_call_flow(config: ClientConfig, call: APICall[T], options: RequestOptions) -> Flow[T]:
+def guarded_call_flow(
+    config: ClientConfig,
+    policies: Policies,
+    call: APICall[T],
+    options: RequestOptions,
+    policy_options: PolicyOptions,
+) -> Flow[T]:
     """``call_flow`` behind the client's token budget and rate limiter, when it has them."""
-    if not _guarded(config, options):
+    if not _guarded(policies, policy_options):
         return (yield from call_flow(config, call, options))
-    call, hooks = yield from _prepare(config, call, options)
+    call, hooks = yield from _prepare(config, policies, call, policy_options)
     return (yield from call_flow(config, call, options, hooks=hooks))
 
 
 def guarded_stream_flow(
-    config: ClientConfig, call: APICall[T], options: RequestOptions
+    config: ClientConfig,
+    policies: Policies,
+    call: APICall[T],
+    options: RequestOptions,
+    policy_options: PolicyOptions,
 ) -> Flow[StreamStart[T, Any]]:
     """``stream_flow`` behind the client's token budget and rate limiter, when it has them.
 
     A stream's reservation is not refunded: its usage is only known when it has been read.
     """
-    if not _guarded(config, options):
+    if not _guarded(policies, policy_options):
         return (yield from stream_flow(config, call, options))
-    call, hooks = yield from _prepare(config, call, options)
+    call, hooks = yield from _prepare(config, policies, call, policy_options)
     return (yield from stream_flow(config, call, options, hooks=hooks))
 
 
-def _guarded(config: ClientConfig, options: RequestOptions) -> bool:
+def _guarded(policies: Policies, options: PolicyOptions) -> bool:
     return (
-        config.token_budget is not None
-        or config.rate_limiter is not None
+        policies.token_budget is not None
+        or policies.rate_limiter is not None
         or options.get("budget") is not None
     )
 
 
 def _prepare(
-    config: ClientConfig, call: APICall[T], options: RequestOptions
+    config: ClientConfig, policies: Policies, call: APICall[T], options: PolicyOptions
 ) -> Flow[tuple[APICall[T], AttemptHooks | None]]:
-    budget = options.get("budget", config.token_budget)
-    limiter = config.rate_limiter
+    budget = policies.budget_for(options)
+    limiter = policies.rate_limiter
     counted = call.path in (_CHAT, _COMPLETION) and call.body is not None
     needs_count = counted and (
         budget is not None or (limiter is not None and limiter.tokens_per_minute is not None)
@@ -85,43 +90,17 @@ def _prepare(
     reserve = 0
     if needs_count:
         assert call.body is not None
-        body, reserve = yield from _plan(config, call.path, dict(call.body), budget)
+        body, reserve = yield from _plan(config, policies, call.path, dict(call.body), budget)
         call = replace(call, body=body)
     return call, (limiter.attempt_hooks(reserve) if limiter is not None else None)
 
 
-@dataclass
-class _Counter:
-    """Counts for one call: local, or the server's /tokenize when local is an estimate."""
-
-    config: ClientConfig
-    model: str
-    tokenizer: Tokenizer
-    exact: bool
-    server_context: int | None = None
-
-    def count(self, request: CountRequest) -> Flow[int]:
-        if self.tokenizer.source == "estimate":
-            from sdk.tokens.remote import remote_count_flow
-
-            remote = yield from remote_count_flow(self.config, self.model, request)
-            if remote is not None:
-                self.exact = True
-                count, context = remote
-                self.server_context = self.server_context or context
-                return count
-            self.exact = False
-        if isinstance(request, str):
-            return self.tokenizer.count(request)
-        return self.tokenizer.count_chat(request)
-
-    def context_length(self, budget: TokenBudget | None) -> int | None:
-        explicit = budget.context_length if budget is not None else None
-        return explicit or self.tokenizer.context_length or self.server_context
-
-
 def _plan(
-    config: ClientConfig, path: str, body: dict[str, Any], budget: TokenBudget | None
+    config: ClientConfig,
+    policies: Policies,
+    path: str,
+    body: dict[str, Any],
+    budget: TokenBudget | None,
 ) -> Flow[tuple[dict[str, Any], int]]:
     """The body to send (trimmed, clamped) and the tokens the call may use in all."""
     model = body.get("model")
@@ -129,10 +108,7 @@ def _plan(
         raise InvalidRequestParamsError(
             "a token budget or a tokens-per-minute limit needs to know the model: pass model=..."
         )
-    from sdk.tokens.remote import tokenizer_flow
-
-    tokenizer = yield from tokenizer_flow(config, model)
-    counter = _Counter(config, model, tokenizer, exact=tokenizer.exact)
+    counter = yield from counter_flow(config, policies.tokenizers, model)
     max_key = (
         "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     )
@@ -167,7 +143,7 @@ def _plan(
 
 
 def _run(
-    counter: _Counter,
+    counter: Counter,
     first: int,
     budget: TokenBudget | None,
     max_tokens: int | None,
@@ -205,7 +181,7 @@ def _run(
     return (yield from _drive(planner, counter, first))
 
 
-def _drive(planner: Planner, counter: _Counter, first: int) -> Generator[Any, Any, BudgetPlan]:
+def _drive(planner: Planner, counter: Counter, first: int) -> Generator[Any, Any, BudgetPlan]:
     try:
         next(planner)
         request = planner.send(first)

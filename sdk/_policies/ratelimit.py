@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sdk._exceptions import APIError, APIStatusError, RateLimitError, TokenRateLimitError
 
 if TYPE_CHECKING:
-    from sdk._protocol.flow import Flow
+    from sdk._protocol.actions import Flow
 
 __all__ = ["RateLimiter", "Reservation"]
 
@@ -155,7 +155,7 @@ class RateLimiter:
     # --- the flow side ----------------------------------------------------------------------
 
     def attempt_hooks(self, tokens: int) -> LimiterHooks:
-        """The hooks a call flow runs around each attempt (``sdk._protocol.flow``)."""
+        """The hooks a call flow runs around each attempt (``sdk._protocol.flow.AttemptHooks``)."""
         return LimiterHooks(self, tokens)
 
 
@@ -168,7 +168,7 @@ class LimiterHooks:
         self._reservation: Reservation | None = None
 
     def before_attempt(self) -> Flow[None]:
-        from sdk._protocol.flow import Sleep
+        from sdk._protocol.actions import Sleep
 
         while True:
             admitted = self._limiter.try_reserve(self._tokens)

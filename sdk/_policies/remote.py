@@ -37,6 +37,8 @@ from sdk.tokens.hosted import TokenCountWarning, estimate_tokenizer, hosted_toke
 from sdk.tokens.tokenizer import Tokenizer
 from sdk.types import TokenizerExport
 
+from .registry import TokenizerRegistry
+
 __all__ = ["means_unsupported", "remote_count_flow", "tokenizer_flow"]
 
 # Statuses with which servers say "no such endpoint here" (FastAPI, vLLM, llama.cpp, proxies).
@@ -52,19 +54,21 @@ def means_unsupported(exc: Exception) -> bool:
     return False
 
 
-def tokenizer_flow(config: ClientConfig, model: str) -> Flow[Tokenizer]:
+def tokenizer_flow(
+    config: ClientConfig, registry: TokenizerRegistry, model: str
+) -> Flow[Tokenizer]:
     """The tokenizer of ``model`` on ``config``'s server (fetched once per client)."""
     if not isinstance(model, str) or not model:
         raise InvalidRequestParamsError(f"model must be a non-empty string, got {model!r}")
     server = str(config.root_url)
-    known = config.tokenizers.get(server, model)
+    known = registry.get(server, model)
     if known is not None:
         return known
-    tokenizer = yield from _fetch(config, model)
-    return config.tokenizers.put(server, model, tokenizer)
+    tokenizer = yield from _fetch(config, registry, model)
+    return registry.put(server, model, tokenizer)
 
 
-def _fetch(config: ClientConfig, model: str) -> Flow[Tokenizer]:
+def _fetch(config: ClientConfig, registry: TokenizerRegistry, model: str) -> Flow[Tokenizer]:
     path = f"/models/{quote(model, safe='')}/tokenizer"
     call = APICall("GET", path, TokenizerExport.model_validate)
     try:
@@ -81,7 +85,7 @@ def _fetch(config: ClientConfig, model: str) -> Flow[Tokenizer]:
         ranks_file = export.ranks.encode("utf-8")
     else:
         assert export.ranks_url is not None  # check_export
-        cache = config.tokenizers.cache
+        cache = registry.cache
         cached = cache.load(export.ranks_sha256)
         if cached is None:
             url = _export_url(config, call).join(export.ranks_url)
@@ -149,12 +153,15 @@ def _context_length(config: ClientConfig, model: str) -> Flow[int | None]:
 
 
 def remote_count_flow(
-    config: ClientConfig, model: str, request: list[dict[str, Any]] | str
+    config: ClientConfig,
+    registry: TokenizerRegistry,
+    model: str,
+    request: list[dict[str, Any]] | str,
 ) -> Flow[tuple[int, int | None] | None]:
     """(tokens, the server's context length) from ``POST /tokenize``, or ``None`` when the
     server has no such endpoint (remembered, and warned about once)."""
     server = str(config.root_url)
-    if config.tokenizers.tokenize_missing(server):
+    if registry.tokenize_missing(server):
         return None
     params: dict[str, Any] = {"model": model}
     if isinstance(request, str):
@@ -166,7 +173,7 @@ def remote_count_flow(
     except (APIStatusError, APIResponseValidationError) as exc:
         if not means_unsupported(exc):
             raise
-        config.tokenizers.mark_tokenize_missing(server)
+        registry.mark_tokenize_missing(server)
         warnings.warn(
             f"{config.root_url} has no /tokenize endpoint either; token budgets for {model!r} "
             "use estimates (exact=False)",

@@ -39,6 +39,7 @@ import tenacity
 
 from .._exceptions import APIError, APIResponseValidationError, APIStatusError, status_error_class
 from ..types import APIObject, ResponseInfo
+from .accumulate import Accumulator
 from .actions import Action, Close, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
 from .options import ClientConfig, RequestOptions
 from .request import APICall, build_request
@@ -69,7 +70,7 @@ C = TypeVar("C")  # the driver's byte iterator (sync or async); opaque to the fl
 
 
 class AttemptHooks(Protocol):
-    """Called around each attempt of a call (``sdk.tokens.ratelimit`` implements it)."""
+    """Called around each attempt of a call (``sdk._policies.ratelimit`` implements it)."""
 
     def before_attempt(self) -> Flow[None]: ...
 
@@ -78,13 +79,15 @@ class AttemptHooks(Protocol):
 
 @dataclass(frozen=True)
 class StreamStart(Generic[T, C]):
-    """A stream that delivered its first chunks (or ``[DONE]``); the rest is the caller's."""
+    """A stream that delivered its first chunks (or ``[DONE]``); the rest is the caller's
+    (``stream.read_flow``), folded into ``accumulator`` as it is read."""
 
     response: httpx.Response
     chunks: C
     decoder: ChunkDecoder[T]
     first: list[T]
     info: ResponseInfo
+    accumulator: Accumulator[T, Any]
 
 
 def call_flow(
@@ -115,6 +118,10 @@ def stream_flow(
 ) -> Flow[StreamStart[T, Any]]:
     """Open a stream with retries, up to its first event; failures after that are final."""
 
+    accumulator = call.accumulator
+    if accumulator is None:
+        raise TypeError(f"{call.describe} is not a streaming call")
+
     def attempt(sent: Sent[Any], retries: int) -> Flow[StreamStart[T, Any]]:
         response = sent.response
         if response.status_code >= 400:
@@ -138,7 +145,7 @@ def stream_flow(
             else:
                 first = decoder.feed(data)
         info = response_info(response, retries)
-        return StreamStart(response, sent.chunks, decoder, first, info)
+        return StreamStart(response, sent.chunks, decoder, first, info, accumulator())
 
     return _retrying(config, call, options, attempt, hooks)
 

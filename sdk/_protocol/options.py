@@ -1,4 +1,9 @@
-"""Client configuration and per-call options: defaults, environment, validation."""
+"""Client configuration and per-call options for HTTP: defaults, environment, validation.
+
+Only what it takes to build and retry a request lives here. What wraps calls from outside
+the core (token budgets, rate limits, the tokenizers a client has fetched) is in
+``sdk._policies``, which extends these options with its own.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, cast
 
 import httpx
-
-# Light modules (no tiktoken, no jinja2): imported at run time so the TypedDicts resolve.
-from ..tokens.budget import TokenBudget
-from ..tokens.ratelimit import RateLimiter
-from ..tokens.registry import TokenizerRegistry
 
 __all__ = [
     "API_KEY_ENV",
@@ -75,17 +75,14 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Everything a client needs to build requests; immutable, so copies share nothing mutable
-    except, on purpose, the rate limiter and the tokenizers fetched so far."""
+    """Everything a client needs to build and retry requests; immutable."""
 
     base_url: httpx.URL
     api_key: str | None = field(repr=False)
     timeout: httpx.Timeout
     retry: RetryPolicy
     headers: Mapping[str, str]
-    token_budget: TokenBudget | None = field(default=None, repr=False)
-    rate_limiter: RateLimiter | None = field(default=None, repr=False)
-    tokenizers: TokenizerRegistry = field(default_factory=TokenizerRegistry, repr=False)
+    user_agent: str = "llm-sdk"
 
     @property
     def root_url(self) -> httpx.URL:
@@ -97,7 +94,7 @@ class ClientConfig:
 
 
 class ClientOptions(TypedDict, total=False):
-    """What ``Client(...)`` / ``with_options(...)`` accept besides the HTTP plumbing."""
+    """The HTTP settings ``Client(...)`` / ``with_options(...)`` accept."""
 
     base_url: str | httpx.URL | None
     api_key: str | None
@@ -105,17 +102,12 @@ class ClientOptions(TypedDict, total=False):
     max_retries: int
     retry_policy: RetryPolicy | None
     default_headers: Mapping[str, str] | None
-    token_budget: TokenBudget | None
-    rate_limiter: RateLimiter | None
 
 
 class RequestOptions(TypedDict, total=False):
-    """Per-call overrides accepted by every resource method.
+    """Per-call HTTP overrides accepted by every resource method.
 
     >>> client.models.list(timeout=2.0, max_retries=0)  # doctest: +SKIP
-
-    ``budget`` replaces the client's ``token_budget`` for one chat or completion call
-    (``None`` turns the check off); other calls ignore it.
     """
 
     timeout: TimeoutTypes
@@ -124,7 +116,6 @@ class RequestOptions(TypedDict, total=False):
     extra_query: Mapping[str, str]
     extra_body: Mapping[str, object]
     idempotency_key: str
-    budget: TokenBudget | None
 
 
 _REQUEST_OPTION_KEYS = frozenset(RequestOptions.__annotations__)
@@ -148,7 +139,9 @@ def _parse_base_url(value: str | httpx.URL) -> httpx.URL:
     return url.copy_with(path=url.path.rstrip("/") or "/")
 
 
-def make_config(options: ClientOptions, env: Mapping[str, str]) -> ClientConfig:
+def make_config(
+    options: ClientOptions, env: Mapping[str, str], user_agent: str = "llm-sdk"
+) -> ClientConfig:
     """Resolve constructor arguments, falling back to ``LLM_SDK_*`` variables, then defaults."""
     base_url = options.get("base_url") or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     api_key = options.get("api_key")
@@ -161,8 +154,7 @@ def make_config(options: ClientOptions, env: Mapping[str, str]) -> ClientConfig:
         timeout=to_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
         retry=policy,
         headers=dict(options.get("default_headers") or {}),
-        token_budget=options.get("token_budget"),
-        rate_limiter=options.get("rate_limiter"),
+        user_agent=user_agent,
     )
 
 
@@ -179,8 +171,6 @@ def update_config(config: ClientConfig, changes: ClientOptions) -> ClientConfig:
         timeout=to_timeout(changes["timeout"]) if "timeout" in changes else config.timeout,
         retry=policy,
         headers={**config.headers, **(changes.get("default_headers") or {})},
-        token_budget=changes.get("token_budget", config.token_budget),
-        rate_limiter=changes.get("rate_limiter", config.rate_limiter),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -13,7 +12,6 @@ import httpx
 import pydantic
 
 from .._exceptions import InvalidRequestParamsError
-from .._version import __version__
 from ..types import (
     APIObject,
     ChatCompletion,
@@ -54,7 +52,6 @@ T = TypeVar("T", bound=APIObject)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRY_COUNT_HEADER = "X-Retry-Count"
-USER_AGENT = f"llm-sdk/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @dataclass(frozen=True)
@@ -182,7 +179,7 @@ def build_request(
         url = url.copy_merge_params(dict(options["extra_query"]))
     headers = {
         "Accept": "text/event-stream" if call.stream else "application/json",
-        "User-Agent": USER_AGENT,
+        "User-Agent": config.user_agent,
         RETRY_COUNT_HEADER: str(retries_taken),
     }
     if config.api_key:

@@ -8,13 +8,17 @@ Rules for OpenAI-style streams:
   is an HTTP status (vLLM sends ``"code": 400``), else from its ``type``, else it is a 500.
 * Other named events (``event: ping`` …) are skipped; comments never reach this layer.
 * Bytes ending before ``[DONE]`` mean the connection broke: ``APIConnectionError``.
+
+``read_flow`` is the rest of a stream after ``flow.stream_flow`` opened it: it yields the
+chunks (each folded into the accumulator first) and ``ReadChunk`` actions for the driver
+(``sdk._streaming``) to perform.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 import pydantic
@@ -25,11 +29,17 @@ from .._exceptions import (
     APIStatusError,
     status_error_class,
 )
+from .actions import ReadChunk
 from .sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["ChunkDecoder", "stream_error"]
+if TYPE_CHECKING:
+    from ..types import APIObject
+    from .flow import StreamStart
+
+__all__ = ["ChunkDecoder", "read_flow", "stream_error"]
 
 T = TypeVar("T")
+ChunkT = TypeVar("ChunkT", bound="APIObject")
 
 DONE = "[DONE]"
 
@@ -142,3 +152,26 @@ class ChunkDecoder(Generic[T]):
             raise APIResponseValidationError(
                 f"unexpected stream chunk shape: {exc}", response=self._response, body=payload
             ) from None
+
+
+def read_flow(
+    start: StreamStart[ChunkT, Any],
+) -> Generator[ChunkT | ReadChunk[Any], bytes | None, None]:
+    """The chunks of an opened stream, interleaved with the reads that fetch them.
+
+    The driver sends back the bytes each ``ReadChunk`` returned (``None`` at end of body)
+    and hands every other item to its caller. Errors (an error event, a body that ends
+    before ``[DONE]``) are raised from here.
+    """
+    decoder, chunks = start.decoder, start.first
+    while True:
+        for chunk in chunks:
+            start.accumulator.add(chunk)
+            yield chunk
+        if decoder.done:
+            return
+        data = yield ReadChunk(start.response, start.chunks)
+        if data is None:
+            decoder.finish()  # raises: [DONE] never came, the connection broke
+            return
+        chunks = decoder.feed(data)

@@ -1,125 +1,70 @@
-"""Local tokenization: exact token counts, token budgets, rate limits and text chunking.
+"""Local tokenization: exact token counts, token budgets and text chunking.
 
 * ``encoding`` / ``chat_template`` — build a tiktoken encoding from a model's vocabulary and
   render its chat template in a sandbox. The server (``server_ref``) uses these same
   functions, which is what makes counts computed here equal the server's.
-* ``export`` / ``remote`` — the server's tokenizer export, fetched once per model and cached
-  on disk under its sha256 (``client.tokenizer(model)``); ``hosted`` — public encodings for
-  hosted model names; estimates, flagged ``exact=False``, for servers that export nothing.
-* ``budget`` / ``trim`` — ``TokenBudget``: check (and trim) a call before it is sent;
-  ``ratelimit`` — ``RateLimiter``: requests and tokens per minute; ``guard`` — the flow that
-  puts both in front of the clients' chat and completion calls (only when configured).
+* ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
+  rebuilds it), and rank files cached on disk under their sha256; ``hosted`` — public
+  encodings for hosted model names; estimates, flagged ``exact=False``, for servers that
+  export nothing.
+* ``budget`` / ``trim`` — ``TokenBudget``: plan (check, trim) a call against a context window.
 * ``chunking`` — ``chunk_text``: split text on token boundaries.
 
-Names are imported lazily: ``import sdk.tokens`` does not load tiktoken or jinja2.
+This package is a pure library: no HTTP, no client. What puts it in front of a client's
+calls (fetching tokenizers, enforcing budgets, rate limits) is ``sdk._policies``.
+
+Names are imported lazily: ``import sdk.tokens`` does not load tiktoken or jinja2. The
+``TYPE_CHECKING`` block below is the one list of exports (``sdk._lazy`` reads it; ``X as X``
+is how a type checker is told a name is re-exported).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sdk._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from sdk.tokens.budget import BudgetPlan, TokenBudget, TrimPolicy, fit_messages, fit_prompt
-    from sdk.tokens.cache import RankCache
-    from sdk.tokens.chat_template import render_chat_template
-    from sdk.tokens.chunking import chunk_text
+    from sdk.tokens.budget import (
+        BudgetPlan as BudgetPlan,
+        TokenBudget as TokenBudget,
+        TrimPolicy as TrimPolicy,
+        fit_messages as fit_messages,
+        fit_prompt as fit_prompt,
+    )
+    from sdk.tokens.cache import RankCache as RankCache
+    from sdk.tokens.chat_template import render_chat_template as render_chat_template
+    from sdk.tokens.chunking import chunk_text as chunk_text
     from sdk.tokens.encoding import (
-        PRE_TOKENIZER_PATTERNS,
-        build_encoding,
-        decode_bytes,
-        dump_ranks,
-        encode_text,
-        parse_ranks,
-        pattern_for_pre_tokenizer,
-        ranks_sha256,
-        vocab_size,
+        PRE_TOKENIZER_PATTERNS as PRE_TOKENIZER_PATTERNS,
+        build_encoding as build_encoding,
+        decode_bytes as decode_bytes,
+        dump_ranks as dump_ranks,
+        encode_text as encode_text,
+        parse_ranks as parse_ranks,
+        pattern_for_pre_tokenizer as pattern_for_pre_tokenizer,
+        ranks_sha256 as ranks_sha256,
+        vocab_size as vocab_size,
     )
-    from sdk.tokens.errors import ChatTemplateError, TokenizerError
-    from sdk.tokens.export import export_tokenizer, tokenizer_from_export
-    from sdk.tokens.hosted import TokenCountWarning, estimate_tokenizer, hosted_tokenizer
-    from sdk.tokens.messages import template_messages
-    from sdk.tokens.ratelimit import RateLimiter
+    from sdk.tokens.errors import (
+        ChatTemplateError as ChatTemplateError,
+        TokenizerError as TokenizerError,
+    )
+    from sdk.tokens.export import (
+        export_tokenizer as export_tokenizer,
+        tokenizer_from_export as tokenizer_from_export,
+    )
+    from sdk.tokens.hosted import (
+        TokenCountWarning as TokenCountWarning,
+        estimate_tokenizer as estimate_tokenizer,
+        hosted_tokenizer as hosted_tokenizer,
+    )
+    from sdk.tokens.messages import template_messages as template_messages
     from sdk.tokens.tokenizer import (
-        ByteEstimateTokenizer,
-        ModelTokenizer,
-        OpenAITokenizer,
-        Tokenizer,
+        ByteEstimateTokenizer as ByteEstimateTokenizer,
+        ModelTokenizer as ModelTokenizer,
+        OpenAITokenizer as OpenAITokenizer,
+        Tokenizer as Tokenizer,
     )
 
-__all__ = [
-    "PRE_TOKENIZER_PATTERNS",
-    "BudgetPlan",
-    "ByteEstimateTokenizer",
-    "ChatTemplateError",
-    "ModelTokenizer",
-    "OpenAITokenizer",
-    "RankCache",
-    "RateLimiter",
-    "TokenBudget",
-    "TokenCountWarning",
-    "Tokenizer",
-    "TokenizerError",
-    "TrimPolicy",
-    "build_encoding",
-    "chunk_text",
-    "decode_bytes",
-    "dump_ranks",
-    "encode_text",
-    "estimate_tokenizer",
-    "export_tokenizer",
-    "fit_messages",
-    "fit_prompt",
-    "hosted_tokenizer",
-    "parse_ranks",
-    "pattern_for_pre_tokenizer",
-    "ranks_sha256",
-    "render_chat_template",
-    "template_messages",
-    "tokenizer_from_export",
-    "vocab_size",
-]
-
-_LAZY = {
-    **dict.fromkeys(
-        ["BudgetPlan", "TokenBudget", "TrimPolicy", "fit_messages", "fit_prompt"], "budget"
-    ),
-    "RankCache": "cache",
-    "render_chat_template": "chat_template",
-    "chunk_text": "chunking",
-    **dict.fromkeys(
-        [
-            "PRE_TOKENIZER_PATTERNS",
-            "build_encoding",
-            "decode_bytes",
-            "dump_ranks",
-            "encode_text",
-            "parse_ranks",
-            "pattern_for_pre_tokenizer",
-            "ranks_sha256",
-            "vocab_size",
-        ],
-        "encoding",
-    ),
-    **dict.fromkeys(["ChatTemplateError", "TokenizerError"], "errors"),
-    **dict.fromkeys(["export_tokenizer", "tokenizer_from_export"], "export"),
-    **dict.fromkeys(["TokenCountWarning", "estimate_tokenizer", "hosted_tokenizer"], "hosted"),
-    "template_messages": "messages",
-    "RateLimiter": "ratelimit",
-    **dict.fromkeys(
-        ["ByteEstimateTokenizer", "ModelTokenizer", "OpenAITokenizer", "Tokenizer"], "tokenizer"
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'sdk.tokens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

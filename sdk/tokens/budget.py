@@ -3,7 +3,7 @@
 Pure decisions, no I/O. A *planner* is a generator that yields what it needs counted (a list
 of chat messages, or a prompt string) and receives the token count back; the driver answers
 from a local tokenizer (:func:`fit_messages`, :func:`fit_prompt`) or from the server's
-``/tokenize`` (``sdk.tokens.guard``). So one planner serves exact local counts, estimates
+``/tokenize`` (``sdk._policies.guard``). So one planner serves exact local counts, estimates
 and remote counts alike.
 
 The rules, in order:

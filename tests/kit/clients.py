@@ -21,11 +21,19 @@ import sdk
 from sdk.types import ChatMessageParam
 
 Handler = Callable[[httpx.Request], httpx.Response]
+NO_JITTER = sdk.RetryPolicy(jitter=0.0)  # retry delays exactly as computed
 
 
 class Api:
-    def __init__(self, is_async: bool) -> None:
+    """Run one test body against ``Client`` or ``AsyncClient``.
+
+    ``retry_policy``: the clients' default for this adapter (tests pass their own too).
+    A ``sleep=`` given to ``client`` is a plain function for both flavours.
+    """
+
+    def __init__(self, is_async: bool, retry_policy: sdk.RetryPolicy = NO_JITTER) -> None:
         self.is_async = is_async
+        self.retry_policy = retry_policy
         self.sleeps: list[float] = []
         self.on_sleep: Callable[[float], None] | None = None  # runs inside the recorded sleep
 
@@ -35,15 +43,16 @@ class Api:
         self.sleeps.append(seconds)
 
     def client(self, handler: Handler, **kwargs: Any) -> Any:
-        kwargs.setdefault("retry_policy", sdk.RetryPolicy(jitter=0.0))
+        kwargs.setdefault("retry_policy", self.retry_policy)
+        sync_sleep = kwargs.pop("sleep", self._record)
         transport = httpx.MockTransport(handler)
         if self.is_async:
 
             async def sleep(seconds: float) -> None:
-                self._record(seconds)
+                sync_sleep(seconds)
 
             return sdk.AsyncClient(transport=transport, sleep=sleep, **kwargs)
-        return sdk.Client(transport=transport, sleep=self._record, **kwargs)
+        return sdk.Client(transport=transport, sleep=sync_sleep, **kwargs)
 
     def run(self, fn: Callable[[Any], Any], client: Any) -> Any:
         if not self.is_async:

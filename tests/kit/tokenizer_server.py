@@ -1,5 +1,5 @@
 """A scripted OpenAI-compatible server for token tests (an ``httpx.MockTransport`` handler),
-a toy byte-level BPE tokenizer, a simulated clock, and the sync/async adapter.
+a toy byte-level BPE tokenizer and a simulated clock.
 
 The toy vocabulary: the 256 single bytes, a few merges, ChatML's special tokens, GPT-2's
 pre-tokenizer and a ChatML template. The fake server counts prompts with the *server-side*
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import itertools
 import json
 import threading
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 
-import sdk
 from sdk.tokens import PRE_TOKENIZER_PATTERNS, export_tokenizer, tokenizer_from_export
 from sdk.tokens.tokenizer import ModelTokenizer
 from sdk.types import TokenizerExport
@@ -247,37 +245,6 @@ def error(
         "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     }
     return httpx.Response(status, json=body, headers=headers)
-
-
-class Api:
-    """Run one test body against ``Client`` or ``AsyncClient``."""
-
-    def __init__(self, is_async: bool) -> None:
-        self.is_async = is_async
-
-    def client(self, handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> Any:
-        kwargs.setdefault("retry_policy", sdk.RetryPolicy(max_retries=0))
-        transport = httpx.MockTransport(handler)
-        if self.is_async:
-            if "sleep" in kwargs and not inspect.iscoroutinefunction(kwargs["sleep"]):
-                sync_sleep = kwargs.pop("sleep")
-
-                async def sleep(seconds: float) -> None:
-                    sync_sleep(seconds)
-
-                kwargs["sleep"] = sleep
-            return sdk.AsyncClient(transport=transport, **kwargs)
-        return sdk.Client(transport=transport, **kwargs)
-
-    def run(self, fn: Callable[[Any], Any], client: Any) -> Any:
-        if not self.is_async:
-            return fn(client)
-
-        async def main() -> Any:
-            result = fn(client)
-            return await result if inspect.isawaitable(result) else result
-
-        return asyncio.run(main())
 
 
 USER = [{"role": "user", "content": "hello world"}]

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TORCH_FIRST = "python -m pip install torch==2.13.0 && "
 
 

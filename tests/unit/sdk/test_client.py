@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_testkit import MESSAGES, Api, completion_body
+from kit.clients import MESSAGES, Api, completion_body
 
 import sdk
 from sdk.types import ChatCompletion, ChatMessage

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from sdk_testkit import MESSAGES, Api, TrackedStream, completion_body
+from kit.clients import MESSAGES, Api, TrackedStream, completion_body
 
 import sdk
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_testkit import MESSAGES, Api, TrackedStream, chat_chunk, sse
+from kit.clients import MESSAGES, Api, TrackedStream, chat_chunk, sse
 
 import sdk
 from sdk.types import ChatCompletion, ChatCompletionChunk, Completion

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import typing
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 
 import sdk
 from sdk import types
-from sdk._protocol import RequestOptions
+from sdk._policies.options import CallOptions
 from sdk._resources import ChatCompletionKwargs, CompletionKwargs, EmbeddingKwargs, TokenizeKwargs
 
 
@@ -46,14 +47,16 @@ def test_creating_a_client_loads_no_wire_models() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_protocol_names_load_lazily() -> None:
-    from sdk import _protocol
-
-    for name in _protocol.__all__:
-        assert getattr(_protocol, name) is not None
-    assert dir(_protocol) == sorted(_protocol.__all__)
-    with pytest.raises(AttributeError):
-        _protocol.nothing_here  # noqa: B018
+@pytest.mark.parametrize("package", ["sdk", "sdk.tokens"])
+def test_lazy_exports_come_from_the_type_checking_block(package: str) -> None:
+    # The one table is the package's `if TYPE_CHECKING:` imports; a name listed there that
+    # does not exist, or a stale __all__, fails here.
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(dir(module)) >= set(module.__all__) - {"__version__"}
+    with pytest.raises(AttributeError, match="nothing_here"):
+        module.nothing_here  # noqa: B018
 
 
 @pytest.mark.parametrize(
@@ -70,16 +73,17 @@ def test_keyword_arguments_match_the_wire_models(
 ) -> None:
     # The TypedDicts that type create(**kwargs) and the pydantic models that validate the
     # body are declared separately; they must list the same fields.
-    keys = set(typing.get_type_hints(kwargs)) - set(typing.get_type_hints(RequestOptions))
+    keys = set(typing.get_type_hints(kwargs)) - set(typing.get_type_hints(CallOptions))
     assert keys == set(model.model_fields) - skip
 
 
 def test_responses_parse_with_the_official_openai_client_types() -> None:
-    from openai.types import Completion as OpenAICompletion
-    from openai.types import CreateEmbeddingResponse as OpenAIEmbeddings
-    from openai.types import Model as OpenAIModel
-    from openai.types.chat import ChatCompletion as OpenAIChat
-    from openai.types.chat import ChatCompletionChunk as OpenAIChunk
+    from openai.types import (
+        Completion as OpenAICompletion,
+        CreateEmbeddingResponse as OpenAIEmbeddings,
+        Model as OpenAIModel,
+    )
+    from openai.types.chat import ChatCompletion as OpenAIChat, ChatCompletionChunk as OpenAIChunk
 
     lp = types.ChatCompletionTokenLogprob(
         token="Hi",

@@ -1,8 +1,10 @@
-"""The async shells must stay mechanical twins of the sync ones.
+"""The async drivers must stay mechanical twins of the sync ones.
 
-Each async class, with docstrings dropped and its async spellings replaced by the sync ones,
-must be identical to its sync twin. Any other difference is drift (openai-python's two
-request loops drifted apart exactly this way), so it fails here.
+Only the driving loops are twinned (everything I/O-free lives once, in ``BaseClient``,
+``BaseStream`` and the ``_protocol`` flows). Each async class or function, with docstrings
+dropped and its async spellings replaced by the sync ones, must be identical to its sync
+twin. Any other difference is drift (openai-python's two request loops drifted apart exactly
+this way), so it fails here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ SDK_DIR = Path(sdk.__file__).parent
 # async spelling -> sync spelling, applied in this order
 SPELLINGS = [
     (r"AsyncGenerator\[T, None\]", "Generator[T, None, None]"),
+    (r"AsyncIterator\[bytes\]", "Iterator[bytes]"),
+    (r"\b_aiterate\b", "_iterate"),
     (r"\basync (def|with|for)\b", r"\1"),
     (r"\bawait ", ""),
     (r"\bAsync(?=[A-Z])", ""),
@@ -34,8 +38,10 @@ SPELLINGS = [
 
 
 def class_source(path: Path, name: str) -> str:
+    """The source of the top-level class or function ``name``, docstrings dropped."""
     tree = ast.parse(path.read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    kinds = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    cls = next(n for n in tree.body if isinstance(n, kinds) and n.name == name)
     for node in ast.walk(cls):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             first = node.body[0]
@@ -50,6 +56,7 @@ def class_source(path: Path, name: str) -> str:
     [
         ("_client.py", "Client"),
         ("_streaming.py", "Stream"),
+        ("_streaming.py", "_iterate"),
         ("_resources.py", "ChatCompletions"),
         ("_resources.py", "Chat"),
         ("_resources.py", "Completions"),
@@ -60,7 +67,8 @@ def class_source(path: Path, name: str) -> str:
 def test_async_class_is_a_twin_of_the_sync_class(module: str, sync_name: str) -> None:
     async_module = "_async_client.py" if module == "_client.py" else module
     expected = class_source(SDK_DIR / module, sync_name)
-    actual = class_source(SDK_DIR / async_module, "Async" + sync_name)
+    async_name = "_aiterate" if sync_name == "_iterate" else "Async" + sync_name
+    actual = class_source(SDK_DIR / async_module, async_name)
     for pattern, replacement in SPELLINGS:
         actual = re.sub(pattern, replacement, actual)
     diff = "\n".join(difflib.unified_diff(expected.splitlines(), actual.splitlines(), lineterm=""))

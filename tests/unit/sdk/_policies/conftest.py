@@ -1,42 +1,18 @@
-"""Fixtures for the token tests: the sync/async adapter, the fake server, a private cache."""
+"""Fixtures for the policy tests: clients that do not retry (a scripted server answers each
+request once), and that scripted server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from tokens_kit import Api, FakeServer
+from kit.clients import Api
+from kit.tokenizer_server import FakeServer
 
-from sdk.tokens import hosted
+import sdk
 
 
 @pytest.fixture(params=["sync", "async"])
 def api(request: pytest.FixtureRequest) -> Api:
-    return Api(request.param == "async")
-
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own rank cache (LLM_SDK_CACHE_DIR)."""
-    monkeypatch.setenv("LLM_SDK_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "tokenizers"
-
-
-@pytest.fixture(autouse=True)
-def offline_encodings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """tiktoken never downloads in unit tests: only locally bundled encodings load."""
-
-    def load(name: str):  # type: ignore[no-untyped-def]
-        import tiktoken
-
-        if not name.endswith("_offline"):
-            raise ValueError(f"{name} would need the network")
-        return tiktoken.get_encoding(name)
-
-    monkeypatch.setattr(hosted, "encoding_loader", load)
-    monkeypatch.setattr(hosted, "_loaded", {})
-    yield
+    return Api(request.param == "async", retry_policy=sdk.RetryPolicy(max_retries=0))
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import threading
 from typing import Any
 
 import pytest
-from tokens_kit import MODEL, USER, Api, FakeServer, SimClock
+from kit.clients import Api
+from kit.tokenizer_server import MODEL, USER, FakeServer, SimClock
 
 import sdk
 from sdk import RateLimiter, TokenRateLimitError
-from sdk.tokens.ratelimit import Reservation
+from sdk._policies.ratelimit import Reservation
 
 
 class Clock:

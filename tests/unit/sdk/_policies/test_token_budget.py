@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tokens_kit import MODEL, USER, Api, FakeServer, toy_export, toy_tokenizer
+from kit.clients import Api
+from kit.tokenizer_server import MODEL, USER, FakeServer, toy_export, toy_tokenizer
 
 import sdk
 from sdk import ContextWindowExceededError, TokenBudget, TokenBudgetError

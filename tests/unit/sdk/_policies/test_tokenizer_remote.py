@@ -6,7 +6,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from tokens_kit import MODEL, Api, FakeServer, toy_export
+from kit.clients import Api
+from kit.tokenizer_server import MODEL, FakeServer, toy_export
 
 import sdk
 from sdk.tokens import ChatTemplateError, TokenCountWarning, TokenizerError

@@ -6,18 +6,24 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_testkit import chat_chunk, completion_body, sse
+from kit.clients import chat_chunk, completion_body, sse
 
 import sdk
-from sdk import _protocol as p
+from sdk._protocol.accumulate import ChatCompletionAccumulator
+from sdk._protocol.actions import Action, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
+from sdk._protocol.flow import call_flow, make_status_error, stream_flow
+from sdk._protocol.options import DEFAULT_BASE_URL, make_config, split_options
+from sdk._protocol.request import chat_completion_call, chat_completion_stream_call, model_list_call
+from sdk._protocol.retry import backoff_delay, parse_retry_after, retry_delay, should_retry
+from sdk._protocol.stream import ChunkDecoder, stream_error
 from sdk.types import ChatCompletion, ChatCompletionChunk
 
-CONFIG = p.make_config({"api_key": "k", "retry_policy": sdk.RetryPolicy(jitter=0.0)}, env={})
+CONFIG = make_config({"api_key": "k", "retry_policy": sdk.RetryPolicy(jitter=0.0)}, env={})
 
 
-def drive(flow: p.Flow[Any], replies: list[Any]) -> tuple[Any, list[p.Action]]:
+def drive(flow: Flow[Any], replies: list[Any]) -> tuple[Any, list[Action]]:
     """Run a flow by hand: each action gets the next reply (an exception is thrown in)."""
-    actions: list[p.Action] = []
+    actions: list[Action] = []
     reply: Any = None
     while True:
         try:
@@ -25,7 +31,7 @@ def drive(flow: p.Flow[Any], replies: list[Any]) -> tuple[Any, list[p.Action]]:
         except StopIteration as stop:
             return stop.value, actions
         actions.append(action)
-        reply = replies.pop(0) if isinstance(action, p.Send | p.ReadBody | p.ReadChunk) else None
+        reply = replies.pop(0) if isinstance(action, Send | ReadBody | ReadChunk) else None
 
 
 def response(status: int, request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -33,44 +39,42 @@ def response(status: int, request: httpx.Request, **kwargs: Any) -> httpx.Respon
 
 
 def test_call_flow_by_hand_with_a_retry() -> None:
-    call, options = p.chat_completion_call({"messages": [{"role": "user", "content": "Hi"}]})
-    flow = p.call_flow(CONFIG, call, options, clock=lambda: 0.0)
+    call, options = chat_completion_call({"messages": [{"role": "user", "content": "Hi"}]})
+    flow = call_flow(CONFIG, call, options, clock=lambda: 0.0)
     request = httpx.Request("POST", "http://x")
     busy = response(503, request, headers={"retry-after": "2"})
     done = response(200, request)
     body = httpx.Response(200, json=completion_body()).read()
-    result, actions = drive(flow, [p.Sent(busy, None), b"{}", p.Sent(done, None), body])
+    result, actions = drive(flow, [Sent(busy, None), b"{}", Sent(done, None), body])
     assert isinstance(result, ChatCompletion) and result.response_info is not None
     assert result.response_info.retries_taken == 1
     kinds = [type(a).__name__ for a in actions]
     assert kinds == ["Send", "ReadBody", "Close", "Sleep", "Send", "ReadBody"]
-    assert actions[3] == p.Sleep(2.0)
-    sends = [a for a in actions if isinstance(a, p.Send)]
+    assert actions[3] == Sleep(2.0)
+    sends = [a for a in actions if isinstance(a, Send)]
     assert [s.request.headers["X-Retry-Count"] for s in sends] == ["0", "1"]
 
 
 def test_stream_flow_by_hand() -> None:
-    call, options = p.chat_completion_stream_call({"messages": []})
-    flow = p.stream_flow(CONFIG, call, options)
+    call, options = chat_completion_stream_call({"messages": []})
+    flow = stream_flow(CONFIG, call, options)
     ok = response(200, httpx.Request("POST", "http://x"))  # no content type: accepted
-    start, actions = drive(
-        flow, [p.Sent(ok, "it"), b": ping\n\n", sse(chat_chunk("a"), done=False)]
-    )
+    start, actions = drive(flow, [Sent(ok, "it"), b": ping\n\n", sse(chat_chunk("a"), done=False)])
     assert [type(c) for c in start.first] == [ChatCompletionChunk]
-    assert actions[1] == p.ReadChunk(ok, "it")
+    assert actions[1] == ReadChunk(ok, "it")
     assert not start.decoder.done
 
 
 def test_connection_error_thrown_into_the_flow_is_retried() -> None:
-    call, options = p.model_list_call({})
-    flow = p.call_flow(CONFIG, call, options)
+    call, options = model_list_call({})
+    flow = call_flow(CONFIG, call, options)
     failure = sdk.APIConnectionError("refused")
     ok = response(200, httpx.Request("GET", "http://x"))
-    result, actions = drive(flow, [failure, p.Sent(ok, None), b'{"data": []}'])
+    result, actions = drive(flow, [failure, Sent(ok, None), b'{"data": []}'])
     assert result.data == []
     assert [type(a).__name__ for a in actions] == ["Send", "Sleep", "Send", "ReadBody"]
     first = actions[0]
-    assert isinstance(first, p.Send) and "Idempotency-Key" not in first.request.headers
+    assert isinstance(first, Send) and "Idempotency-Key" not in first.request.headers
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -78,12 +82,12 @@ def test_connection_error_thrown_into_the_flow_is_retried() -> None:
 
 def test_make_config_precedence() -> None:
     env = {"LLM_SDK_BASE_URL": "http://env:1/v1", "LLM_SDK_API_KEY": "env"}
-    assert str(p.make_config({}, env).base_url) == "http://env:1/v1"
-    assert p.make_config({}, env).api_key == "env"
-    explicit = p.make_config({"base_url": "http://arg:2/v1/", "api_key": "arg"}, env)
+    assert str(make_config({}, env).base_url) == "http://env:1/v1"
+    assert make_config({}, env).api_key == "env"
+    explicit = make_config({"base_url": "http://arg:2/v1/", "api_key": "arg"}, env)
     assert (str(explicit.base_url), explicit.api_key) == ("http://arg:2/v1", "arg")
-    assert str(p.make_config({}, {}).base_url) == p.DEFAULT_BASE_URL
-    assert p.make_config({"max_retries": 7}, {}).retry.max_retries == 7
+    assert str(make_config({}, {}).base_url) == DEFAULT_BASE_URL
+    assert make_config({"max_retries": 7}, {}).retry.max_retries == 7
     assert "k" not in repr(CONFIG)
 
 
@@ -92,7 +96,7 @@ def test_make_config_precedence() -> None:
     [("http://h/v1", "http://h/"), ("http://h", "http://h/"), ("http://h/a/v1/", "http://h/a")],
 )
 def test_root_url(base_url: str, root: str) -> None:
-    assert str(p.make_config({"base_url": base_url}, {}).root_url) == root
+    assert str(make_config({"base_url": base_url}, {}).root_url) == root
 
 
 @pytest.mark.parametrize(
@@ -112,7 +116,7 @@ def test_retry_policy_validation(kwargs: dict[str, Any]) -> None:
 
 
 def test_split_options() -> None:
-    params, options = p.split_options({"model": "m", "timeout": 1.0, "extra_body": {}})
+    params, options = split_options({"model": "m", "timeout": 1.0, "extra_body": {}})
     assert params == {"model": "m"}
     assert options == {"timeout": 1.0, "extra_body": {}}
 
@@ -136,7 +140,7 @@ def test_split_options() -> None:
     ],
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
-    assert p.parse_retry_after(headers, now=40.0) == expected
+    assert parse_retry_after(headers, now=40.0) == expected
 
 
 def status_error(
@@ -162,23 +166,23 @@ def status_error(
     ],
 )
 def test_should_retry(error: BaseException, expected: bool) -> None:
-    assert p.should_retry(error, sdk.RetryPolicy()) is expected
+    assert should_retry(error, sdk.RetryPolicy()) is expected
 
 
 def test_backoff_delay() -> None:
     policy = sdk.RetryPolicy()
-    assert [p.backoff_delay(n, policy, rand=0.0) for n in range(6)] == [0.5, 1, 2, 4, 8, 8]
-    assert p.backoff_delay(0, policy, rand=0.999) > 0.375
-    assert p.backoff_delay(10**9, policy, rand=0.0) == 8.0  # no OverflowError
-    assert p.retry_delay(status_error(429, retry_after=3.0), 5, policy, 0.0) == 3.0
+    assert [backoff_delay(n, policy, rand=0.0) for n in range(6)] == [0.5, 1, 2, 4, 8, 8]
+    assert backoff_delay(0, policy, rand=0.999) > 0.375
+    assert backoff_delay(10**9, policy, rand=0.0) == 8.0  # no OverflowError
+    assert retry_delay(status_error(429, retry_after=3.0), 5, policy, 0.0) == 3.0
 
 
 # --- stream events ---------------------------------------------------------------------------
 
 
-def decoder() -> p.ChunkDecoder[ChatCompletionChunk]:
+def decoder() -> ChunkDecoder[ChatCompletionChunk]:
     ok = response(200, httpx.Request("POST", "http://x"))
-    return p.ChunkDecoder(ChatCompletionChunk.model_validate, ok)
+    return ChunkDecoder(ChatCompletionChunk.model_validate, ok)
 
 
 def test_events_after_done_in_the_same_bytes_are_ignored() -> None:
@@ -223,24 +227,22 @@ def test_chunks_before_an_error_event_in_the_same_bytes_are_kept(then: str) -> N
 def test_stream_error_classification(
     payload: object, error_class: type[sdk.APIStatusError], status: int
 ) -> None:
-    error = p.stream_error(payload, response(200, httpx.Request("POST", "http://x")))
+    error = stream_error(payload, response(200, httpx.Request("POST", "http://x")))
     assert type(error) is error_class and error.status_code == status
     assert "sent inside the stream" in str(error)
 
 
 def test_status_error_message_fallbacks() -> None:
     resp = response(500, httpx.Request("GET", "http://x"))
-    assert (
-        str(p.make_status_error(resp, b'{"error": {}}', 0.0)) == 'Error code: 500 - {"error": {}}'
-    )
-    assert str(p.make_status_error(resp, b"  ", 0.0)) == "Error code: 500 - Internal Server Error"
+    assert str(make_status_error(resp, b'{"error": {}}', 0.0)) == 'Error code: 500 - {"error": {}}'
+    assert str(make_status_error(resp, b"  ", 0.0)) == "Error code: 500 - Internal Server Error"
 
 
 # --- accumulation ----------------------------------------------------------------------------
 
 
 def test_chat_accumulator_refusal_and_role_default() -> None:
-    acc = p.ChatCompletionAccumulator()
+    acc = ChatCompletionAccumulator()
     refusal_lp = {"refusal": [{"token": "No", "logprob": -0.1}]}
     acc.add(
         ChatCompletionChunk.model_validate(

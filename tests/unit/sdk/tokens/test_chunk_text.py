@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from tokens_kit import toy_tokenizer
+from kit.tokenizer_server import toy_tokenizer
 
 from sdk.tokens import chunk_text
 

@@ -1,0 +1,169 @@
+"""What ``Client`` and ``AsyncClient`` share: everything but the I/O.
+
+``BaseClient`` holds the configuration (``_protocol.options.ClientConfig``), the policies
+(``_policies.Policies``: token budget, rate limiter, tokenizers fetched so far) and the
+connection pool, and builds the flow for every call. The two subclasses only *drive* those
+flows, one with plain calls and one with ``await`` (httpx's ``BaseClient`` split, h11's
+"bring your own I/O"), so the constructor, properties, repr, ``with_options`` and the choice
+of flow exist once, here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+import httpx
+from typing_extensions import Unpack
+
+from ._policies.options import ClientSettings, Policies, split_policy_options
+from ._protocol.options import (
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    ClientOptions,
+    RequestOptions,
+    RetryPolicy,
+    TimeoutTypes,
+    make_config,
+    update_config,
+)
+from ._version import __version__
+
+# The wire models (pydantic) and the flows that use them load on the first call, not here:
+# creating a client stays cheap (benchmarks/bench_sdk.py measures it).
+if TYPE_CHECKING:
+    from ._policies.counting import TokenCount
+    from ._policies.ratelimit import RateLimiter
+    from ._protocol.actions import Flow
+    from ._protocol.flow import StreamStart
+    from ._protocol.request import APICall
+    from .tokens import TokenBudget, Tokenizer
+    from .types import APIObject
+
+__all__ = ["USER_AGENT", "BaseClient"]
+
+USER_AGENT = f"llm-sdk/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
+
+T = TypeVar("T", bound="APIObject")
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+SleepT = TypeVar("SleepT")
+CallBuilder = Callable[[Mapping[str, Any]], "tuple[APICall[T], RequestOptions]"]
+
+
+class BaseClient(Generic[HttpT, TransportT, SleepT]):
+    """The I/O-free half of a client (see ``Client`` for the arguments)."""
+
+    _config: ClientConfig
+    _policies: Policies
+    _http: HttpT
+    _owns_http: bool
+    _sleep: SleepT
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        token_budget: TokenBudget | None = None,
+        rate_limiter: RateLimiter | None = None,
+        http_client: HttpT | None = None,
+        transport: TransportT | None = None,
+        sleep: SleepT | None = None,
+    ) -> None:
+        options = ClientOptions(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            retry_policy=retry_policy,
+            default_headers=default_headers,
+        )
+        if max_retries is not None:
+            options["max_retries"] = max_retries
+        config = make_config(options, os.environ, USER_AGENT)
+        if http_client is not None and transport is not None:
+            raise ValueError("pass either http_client or transport, not both")
+        owns_http = http_client is None
+        http = self._new_http(transport) if http_client is None else http_client
+        self._config, self._policies = config, Policies(token_budget, rate_limiter)
+        self._http, self._owns_http = http, owns_http
+        self._sleep = self._default_sleep() if sleep is None else sleep
+
+    def _new_http(self, transport: TransportT | None) -> HttpT:
+        raise NotImplementedError
+
+    def _default_sleep(self) -> SleepT:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._config.base_url
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.retry.max_retries
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self._config.timeout
+
+    def __repr__(self) -> str:
+        # Never the API key: reprs end up in logs and tracebacks.
+        name, url = type(self).__name__, str(self.base_url)
+        return f"{name}(base_url={url!r}, max_retries={self.max_retries})"
+
+    def with_options(self, **changes: Unpack[ClientSettings]) -> Self:
+        """A copy with some settings changed, sharing this client's connection pool, rate
+        limiter and fetched tokenizers.
+
+        >>> client.with_options(timeout=5.0, max_retries=0).models.list()  # doctest: +SKIP
+        """
+        copy = object.__new__(type(self))
+        copy._config = update_config(self._config, changes)
+        copy._policies = self._policies.updated(changes)
+        copy._http, copy._owns_http, copy._sleep = self._http, False, self._sleep
+        return copy
+
+    # --- the flows the drivers run --------------------------------------------------------
+
+    def _call_flow(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> Flow[T]:
+        from ._policies.guard import guarded_call_flow
+
+        rest, policy_options = split_policy_options(kwargs)
+        call, options = build(rest)
+        return guarded_call_flow(self._config, self._policies, call, options, policy_options)
+
+    def _stream_flow(
+        self, build: CallBuilder[T], kwargs: Mapping[str, Any]
+    ) -> Flow[StreamStart[T, Any]]:
+        from ._policies.guard import guarded_stream_flow
+
+        rest, policy_options = split_policy_options(kwargs)
+        call, options = build(rest)
+        return guarded_stream_flow(self._config, self._policies, call, options, policy_options)
+
+    def _tokenizer_flow(self, model: str) -> Flow[Tokenizer]:
+        from ._policies.remote import tokenizer_flow
+
+        return tokenizer_flow(self._config, self._policies.tokenizers, model)
+
+    def _count_flow(
+        self, model: str, messages: object | None, prompt: str | None
+    ) -> Flow[TokenCount]:
+        from ._exceptions import InvalidRequestParamsError
+        from ._policies.counting import count_flow
+
+        if (messages is None) == (prompt is None):
+            raise InvalidRequestParamsError("pass exactly one of messages=... or prompt=...")
+        if prompt is not None and not isinstance(prompt, str):
+            raise InvalidRequestParamsError(f"prompt must be a str, got {type(prompt).__name__}")
+        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable | None):
+            raise InvalidRequestParamsError("messages must be a list of chat messages")
+        request: Any = prompt if messages is None else list(messages)
+        return count_flow(self._config, self._policies.tokenizers, model, request)
