@@ -7,13 +7,23 @@ classes only drive the flow. They own the HTTP response: leaving the ``with`` bl
 connection, which is how a server learns to stop generating. Failures while iterating are
 never retried: chunks were already delivered.
 
-The read loop is a module-level generator that sees the stream's small ``_State``, never
-the stream itself, so dropping the last reference to a stream frees it at once and its loop
-closes the response (no reference cycle waiting for the garbage collector).
+Streams their owners give up on are closed too (issue: a cancelled web handler must not
+leave the server generating for nobody):
+
+* The read loop is a module-level generator that sees the stream's small ``_State``, never
+  the stream itself, so dropping the last reference to a stream frees it at once and its
+  loop closes the response (no reference cycle waiting for the garbage collector). That
+  covers a thread that drops its stream.
+* A cancelled task is not enough for that: the ``CancelledError`` it keeps holds its frame,
+  and so the stream, as long as anyone holds the task. So the async read loop watches the
+  task that iterates it (``_watch_owner``), and when that task ends cancelled or failed with
+  the stream still open, the response is closed. (A task that returns normally may have
+  handed the stream on, so that one is left to the rule above.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -32,9 +42,12 @@ T = TypeVar("T", bound="APIObject")
 
 
 class _State:
-    """What a stream and its read loop share: whether ``close()`` was called."""
+    """What a stream and its read loop share: whether ``close()`` was called, and whether
+    the loop has ended (its response is closed)."""
 
     closed = False
+    finished = False
+    owner: asyncio.Task[Any] | None = None  # the task that last read an async stream
 
 
 class BaseStream(Generic[T]):
@@ -77,7 +90,29 @@ def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator
         if not state.closed:  # after close(), a failing read is the expected end
             raise
     finally:
+        state.finished = True
         start.response.close()
+
+
+_closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+
+def _watch_owner(state: _State, response: httpx.Response) -> None:
+    """Close ``response`` if the task now reading ends cancelled or failed before the stream."""
+    task = asyncio.current_task()
+    if task is None or task is state.owner:
+        return
+    state.owner = task
+
+    def owner_done(task: asyncio.Task[Any]) -> None:
+        if state.finished or state.closed or state.owner is not task:
+            return
+        if task.cancelled() or task.exception() is not None:
+            closing = task.get_loop().create_task(response.aclose())
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+
+    task.add_done_callback(owner_done)
 
 
 async def _aiterate(
@@ -92,6 +127,7 @@ async def _aiterate(
             item = flow.send(data)
             data = None
             if not isinstance(item, ReadChunk):
+                _watch_owner(state, start.response)
                 yield item
                 continue
             with map_transport_errors(start.response.request):
@@ -106,6 +142,7 @@ async def _aiterate(
     finally:
         # Also reached when the task iterating is cancelled, so the server sees the
         # connection close and stops generating.
+        state.finished = True
         await start.response.aclose()
 
 

@@ -390,3 +390,72 @@ def test_cancelling_while_connecting_closes_what_was_opened() -> None:
         assert body.closed
 
     asyncio.run(main())
+
+
+# --- streams their owners give up on ------------------------------------------------------
+
+
+def _watched(outcome: str) -> tuple[TrackedStream, bool]:
+    """A task reads one chunk without ``async with``, then ends as ``outcome`` while its
+    stream is still referenced (by the test, as a kept task's traceback would)."""
+    body = TrackedStream([sse(*HELLO[:2], done=False)], hang=asyncio.Event())
+    handler, _ = serve(body)
+    api = Api(is_async=True)
+    kept: list[Any] = []
+
+    async def handler_task(client: sdk.AsyncClient) -> None:
+        stream = await chat_stream(client)
+        kept.append(stream)
+        async for _ in stream:
+            if outcome == "fails":
+                raise RuntimeError("the handler broke")
+            if outcome == "returns":
+                return
+            await asyncio.sleep(3600)  # cancelled here, awaiting something else
+
+    async def main() -> bool:
+        task = asyncio.create_task(handler_task(api.client(handler)))
+        while body.read == 0:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        if outcome == "cancelled":
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for _ in range(3):  # the close is scheduled from the task's done callback
+            await asyncio.sleep(0)
+        closed = body.closed
+        if outcome == "returns":  # handed on: another task can read the rest
+            second = [c async for c in _first_n(kept[0], 1)]
+            assert len(second) == 1
+        return closed
+
+    return body, asyncio.run(main())
+
+
+async def _first_n(stream: Any, n: int) -> Any:
+    async for chunk in stream:
+        yield chunk
+        n -= 1
+        if n == 0:
+            return
+
+
+@pytest.mark.parametrize("outcome", ["cancelled", "fails"])
+def test_a_task_that_gives_up_closes_its_stream(outcome: str) -> None:
+    _, closed = _watched(outcome)
+    assert closed
+
+
+def test_a_task_that_returns_may_hand_its_stream_on() -> None:
+    _, closed = _watched("returns")
+    assert not closed
+
+
+def test_a_dropped_sync_stream_closes_at_once() -> None:
+    body = TrackedStream([sse(*HELLO[:2], done=False), b"data: more\n\n"])
+    handler, _ = serve(body)
+    client = Api(is_async=False).client(handler)
+    stream = chat_stream(client)
+    next(stream)
+    del stream  # no close(), no garbage collection: dropping the last reference is enough
+    assert body.closed

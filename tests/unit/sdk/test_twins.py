@@ -25,6 +25,9 @@ SPELLINGS = [
     (r"AsyncGenerator\[T, None\]", "Generator[T, None, None]"),
     (r"AsyncIterator\[bytes\]", "Iterator[bytes]"),
     (r"\b_aiterate\b", "_iterate"),
+    # the one async-only statement: a task, unlike a thread, can be cancelled while it keeps
+    # its stream referenced, so the async loop watches the task that reads (_streaming.py)
+    (r"\n *_watch_owner\(state, start\.response\)", ""),
     (r"\basync (def|with|for)\b", r"\1"),
     (r"\bawait ", ""),
     (r"\bAsync(?=[A-Z])", ""),
