@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 import httpx
 from typing_extensions import Unpack
 
-from ._policies.options import ClientSettings, Policies, split_policy_options
+from ._policies.options import AUTO, BudgetSetting, ClientSettings, Policies, split_policy_options
 from ._protocol.options import (
     DEFAULT_TIMEOUT,
     ClientConfig,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ._protocol.actions import Flow
     from ._protocol.flow import StreamStart
     from ._protocol.request import APICall
-    from .tokens import TokenBudget, Tokenizer
+    from .tokens import Tokenizer
     from .types import APIObject
 
 __all__ = ["USER_AGENT", "BaseClient"]
@@ -71,7 +71,7 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
-        token_budget: TokenBudget | None = None,
+        token_budget: BudgetSetting = AUTO,
         rate_limiter: RateLimiter | None = None,
         http_client: HttpT | None = None,
         transport: TransportT | None = None,

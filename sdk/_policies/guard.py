@@ -1,12 +1,19 @@
 """Token budgets and rate limits in front of chat and completion calls (a sans-I/O flow).
 
 ``guarded_call_flow`` / ``guarded_stream_flow`` are what the clients run for every call.
-Without a ``token_budget`` or ``rate_limiter`` they are exactly ``call_flow`` /
-``stream_flow``: no tokenizer, no counting, no extra request. With one of them, a chat or
-completion call is counted first (``counting``: the model's tokenizer is fetched once per
-client), planned (``sdk.tokens.budget``: sent as is, ``max_tokens`` clamped, trimmed, or
-``ContextWindowExceededError`` with nothing sent), and every attempt passes the rate limiter
-(``ratelimit``).
+Without a budget or a rate limiter they are exactly ``call_flow`` / ``stream_flow``: no
+tokenizer, no counting, no extra request.
+
+The default budget, ``"auto"``, is a ``TokenBudget()`` (refuse what cannot fit) for models
+whose own tokenizer the client already holds (fetched by ``client.tokenizer()``,
+``count_tokens``, or an explicit budget or limiter before): there the count is exact and
+costs no round trip. For any other model it is no budget at all: the call goes out and the
+server decides (an estimate never refuses a call on its own).
+
+With a budget or a limiter, a chat or completion call is counted first (``counting``: the
+model's tokenizer is fetched once per client), planned (``sdk.tokens.budget``: sent as is,
+``max_tokens`` clamped, trimmed, or ``ContextWindowExceededError`` with nothing sent), and
+every attempt passes the rate limiter (``ratelimit``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from sdk.tokens.budget import (
 from sdk.types import APIObject
 
 from .counting import Counter, counter_flow
-from .options import Policies, PolicyOptions
+from .options import BudgetSetting, Policies, PolicyOptions
 
 __all__ = ["guarded_call_flow", "guarded_stream_flow"]
 
@@ -71,17 +78,26 @@ def guarded_stream_flow(
 
 
 def _guarded(policies: Policies, options: PolicyOptions) -> bool:
-    return (
-        policies.token_budget is not None
-        or policies.rate_limiter is not None
-        or options.get("budget") is not None
-    )
+    return policies.rate_limiter is not None or policies.budget_for(options) is not None
+
+
+def _effective_budget(
+    config: ClientConfig, policies: Policies, call: APICall[Any], budget: BudgetSetting
+) -> TokenBudget | None:
+    """``"auto"`` resolved for this call (see the module docstring)."""
+    if budget is None or isinstance(budget, TokenBudget):
+        return budget
+    model = call.body.get("model") if call.body is not None else None
+    if not isinstance(model, str):
+        return None
+    held = policies.tokenizers.get(str(config.root_url), model)
+    return TokenBudget() if held is not None and held.exact else None
 
 
 def _prepare(
     config: ClientConfig, policies: Policies, call: APICall[T], options: PolicyOptions
 ) -> Flow[tuple[APICall[T], AttemptHooks | None]]:
-    budget = policies.budget_for(options)
+    budget = _effective_budget(config, policies, call, policies.budget_for(options))
     limiter = policies.rate_limiter
     counted = call.path in (_CHAT, _COMPLETION) and call.body is not None
     needs_count = counted and (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypeAlias, TypedDict, cast
 
 from sdk._protocol.options import ClientOptions, RequestOptions
 from sdk.tokens.budget import TokenBudget
@@ -19,6 +19,8 @@ from .ratelimit import RateLimiter
 from .registry import TokenizerRegistry
 
 __all__ = [
+    "AUTO",
+    "BudgetSetting",
     "CallOptions",
     "ClientSettings",
     "Policies",
@@ -27,8 +29,14 @@ __all__ = [
 ]
 
 
+AUTO: Literal["auto"] = "auto"
+# "auto" (the default): check calls against the context window only where the count is
+# exact and free, i.e. the client already holds the model's own tokenizer (see guard.py)
+BudgetSetting: TypeAlias = TokenBudget | Literal["auto"] | None
+
+
 class PolicySettings(TypedDict, total=False):
-    token_budget: TokenBudget | None
+    token_budget: BudgetSetting
     rate_limiter: RateLimiter | None
 
 
@@ -40,10 +48,10 @@ class PolicyOptions(TypedDict, total=False):
     """Per-call policy overrides.
 
     ``budget`` replaces the client's ``token_budget`` for one chat or completion call
-    (``None`` turns the check off); other calls ignore it.
+    (a ``TokenBudget``, ``"auto"``, or ``None`` to turn the check off); other calls ignore it.
     """
 
-    budget: TokenBudget | None
+    budget: BudgetSetting
 
 
 class CallOptions(RequestOptions, PolicyOptions, total=False):
@@ -67,7 +75,7 @@ def split_policy_options(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], Pol
 class Policies:
     """A client's policies; copies made by ``with_options`` share the limiter and registry."""
 
-    token_budget: TokenBudget | None = None
+    token_budget: BudgetSetting = AUTO
     rate_limiter: RateLimiter | None = None
     tokenizers: TokenizerRegistry = field(default_factory=TokenizerRegistry)
 
@@ -78,5 +86,8 @@ class Policies:
             tokenizers=self.tokenizers,
         )
 
-    def budget_for(self, options: PolicyOptions) -> TokenBudget | None:
-        return options.get("budget", self.token_budget)
+    def budget_for(self, options: PolicyOptions) -> BudgetSetting:
+        budget = options.get("budget", self.token_budget)
+        if not (budget is None or budget == AUTO or isinstance(budget, TokenBudget)):
+            raise ValueError(f"a token budget is a TokenBudget, 'auto' or None, got {budget!r}")
+        return budget

@@ -82,7 +82,7 @@ class ClientConfig:
     timeout: httpx.Timeout
     retry: RetryPolicy
     headers: Mapping[str, str]
-    user_agent: str = "llm-sdk"
+    user_agent: str = field(default="llm-sdk", repr=False)
 
     @property
     def root_url(self) -> httpx.URL:

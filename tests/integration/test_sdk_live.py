@@ -322,6 +322,36 @@ async def test_context_overflow_is_bad_request(
     assert "context" in info.value.message
 
 
+async def test_default_budget_refuses_locally_once_the_tokenizer_is_held(
+    mode: str, base_url: str, kind: str, model_id: str
+) -> None:
+    sent: list[str] = []
+
+    def record(request: httpx.Request) -> None:
+        sent.append(f"{request.method} {request.url.path}")
+
+    hooks = {"event_hooks": {"request": [record if mode == "sync" else _async(record)]}}
+    http: Any = (httpx.Client if mode == "sync" else httpx.AsyncClient)(**hooks)
+    client = make_client(mode, base_url, http_client=http)  # token_budget="auto"
+    try:
+        await resolve(client.tokenizer(model_id))  # the one GET that makes counts exact
+        before = list(sent)
+        with pytest.raises(sdk.ContextWindowExceededError) as info:
+            await resolve(create(client, kind, model_id, "tick tock " * 600, max_tokens=4))
+        assert sent == before  # refused locally: nothing went out
+        assert info.value.exact
+    finally:
+        await close_client(client)
+        await resolve(http.close() if mode == "sync" else http.aclose())
+
+
+def _async(fn: Callable[[httpx.Request], None]) -> Callable[[httpx.Request], Awaitable[None]]:
+    async def hook(request: httpx.Request) -> None:
+        fn(request)
+
+    return hook
+
+
 @pytest.fixture(scope="module")
 def auth_server(tiny_server_factory: ServerFactory) -> Iterator[LiveServer]:
     with tiny_server_factory("--api-key", API_KEY) as server:

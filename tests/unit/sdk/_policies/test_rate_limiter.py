@@ -201,7 +201,9 @@ def test_usage_replaces_the_reservation_and_refused_calls_cost_nothing(api: Api)
     def sleep(seconds: float) -> None:
         clock.now += seconds
 
-    client = api.client(server, rate_limiter=limiter, sleep=sleep)
+    # no budget: the toy model's window is smaller than these calls, and only the limiter is
+    # under test (the default budget would refuse them once the limiter fetched the tokenizer)
+    client = api.client(server, rate_limiter=limiter, sleep=sleep, token_budget=None)
     with pytest.raises(sdk.RateLimitError):
         api.run(
             lambda c: c.chat.completions.create(model=MODEL, messages=USER, max_tokens=500), client

@@ -312,3 +312,55 @@ def test_hosted_models_are_budgeted_with_their_public_encoding(
     assert not info.value.exact and info.value.context_length == 8192
     assert info.value.prompt_tokens == 3 + 3 + 1 + 2  # cookbook: message, priming, role, text
     assert "POST /tokenize" not in server.paths()
+
+
+# --- the default budget: "auto" ----------------------------------------------------------------
+
+
+def test_auto_refuses_locally_once_the_client_holds_the_exact_tokenizer(
+    api: Api, server: FakeServer
+) -> None:
+    client = api.client(server)  # default token_budget="auto"
+    api.run(lambda c: c.tokenizer(MODEL), client)
+    before = len(server.requests)
+    with pytest.raises(ContextWindowExceededError) as info:
+        api.run(chat(messages=USER, max_tokens=250), client)
+    with pytest.raises(ContextWindowExceededError):
+        api.run(chat(messages=USER, max_tokens=250, stream=True), client)
+    assert len(server.requests) == before  # refused without a request
+    assert info.value.exact and info.value.context_length == 256
+    api.run(chat(messages=USER, max_tokens=10), client)  # what fits goes out
+    # copies share what the client learnt
+    copy = client.with_options(timeout=5.0)
+    with pytest.raises(ContextWindowExceededError):
+        api.run(chat(messages=USER, max_tokens=250), copy)
+
+
+def test_auto_never_fetches_a_tokenizer_for_a_call(api: Api, server: FakeServer) -> None:
+    api.run(chat(messages=USER, max_tokens=250), api.client(server))
+    assert server.paths() == ["POST /v1/chat/completions"]  # it went out; the server decides
+
+
+def test_auto_never_refuses_on_an_estimate(api: Api, server: FakeServer) -> None:
+    server.has_export, server.max_model_len = False, 256
+    client = api.client(server)
+    with pytest.warns(TokenCountWarning):
+        assert not api.run(lambda c: c.tokenizer(MODEL), client).exact
+    api.run(chat(messages=USER, max_tokens=250), client)
+    assert server.paths()[-1] == "POST /v1/chat/completions"
+    assert "POST /tokenize" not in server.paths()  # and asked for no exact count either
+
+
+@pytest.mark.parametrize("where", ["client", "call"])
+def test_budget_none_switches_auto_off(api: Api, server: FakeServer, where: str) -> None:
+    client = api.client(server, **({"token_budget": None} if where == "client" else {}))
+    api.run(lambda c: c.tokenizer(MODEL), client)
+    extra = {"budget": None} if where == "call" else {}
+    api.run(chat(messages=USER, max_tokens=250, **extra), client)
+    assert server.paths()[-1] == "POST /v1/chat/completions"
+
+
+def test_a_budget_of_the_wrong_kind_is_refused(api: Api, server: FakeServer) -> None:
+    with pytest.raises(ValueError, match="TokenBudget, 'auto' or None"):
+        api.run(chat(messages=USER, budget="always"), api.client(server))
+    assert server.paths() == []
