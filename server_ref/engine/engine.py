@@ -84,7 +84,7 @@ class LLMEngine:
         >>> engine = LLMEngine.from_gguf("model.gguf")  # doctest: +SKIP
         """
         from server_ref.loading.gguf import load_tensors, open_gguf, read_config
-        from server_ref.models.llama import build_model
+        from server_ref.loading.llama_weights import build_model
         from server_ref.tokenizer import load_gguf_tokenizer
 
         config = config or EngineConfig()

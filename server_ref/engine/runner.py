@@ -12,7 +12,8 @@ from torch import Tensor
 from server_ref.engine.cuda_graphs import DecodeGraphs
 from server_ref.engine.scheduler import ScheduledSeq
 from server_ref.engine.types import DTYPE_CHOICES
-from server_ref.models.llama import KEY_WIDTH_MULTIPLE, AttnGroup, BatchMeta, KVCache, Llama
+from server_ref.models.attention_meta import KEY_WIDTH_MULTIPLE, AttnGroup, BatchMeta
+from server_ref.models.llama import Llama
 from server_ref.models.prepack import has_native_bf16
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -80,9 +81,7 @@ class ModelRunner:
         self.model = model
         self.device = model.device
         # one block more than the scheduler hands out: its first slot is the padding rows' trash
-        self.cache = KVCache.allocate(
-            model.cfg, num_blocks + 1, block_size, self.device, model.dtype
-        )
+        self.cache = model.new_cache(num_blocks + 1, block_size)
         self.block_size = block_size
         self.graphs = (
             DecodeGraphs(

@@ -15,7 +15,8 @@ from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import SamplingParams
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
-from server_ref.models.llama import Llama, build_model
+from server_ref.loading.llama_weights import build_model
+from server_ref.models.llama import Llama
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

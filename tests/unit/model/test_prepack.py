@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.llama_weights import build_model
 from server_ref.models import prepack
-from server_ref.models.llama import Llama, build_model
+from server_ref.models.llama import Llama
 from server_ref.models.prepack import PackedLinear, prepack_linears
 
 needs_onednn = pytest.mark.skipif(
