@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from server_ref.engine.device import pick_device
 from server_ref.engine.kv_cache import BlockManager
-from server_ref.engine.runner import ModelRunner, pick_device
+from server_ref.engine.runner import ModelRunner
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import DTYPE_CHOICES, SamplingParams

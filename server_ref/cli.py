@@ -104,14 +104,12 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
-    from server_ref.engine.engine import EngineConfig, LLMEngine
+    from server_ref.engine.build import EngineConfig, load_engine
 
     for name in ("max_num_seqs", "kv_cache_mib", "max_model_len", "max_queue"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
-        path = registry.resolve_model(args.model, progress=progress)
     config = EngineConfig(
         device=args.device,
         dtype=args.dtype,
@@ -121,8 +119,8 @@ def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
         max_model_len=args.max_model_len,
         cuda_graphs=args.cuda_graphs,
     )
-    model_id = args.model if args.model in registry.MODELS else path.stem
-    return LLMEngine.from_gguf(str(path), config, model_id=model_id)
+    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+        return load_engine(args.model, config, progress=progress)
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:

@@ -38,6 +38,7 @@ class AsyncEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._new: list[tuple[str, list[int], SamplingParams]] = []
+        self._in_transit = 0  # taken from _new by the thread, not yet in the scheduler
         self._aborts: set[str] = set()
         self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue[StepOutput]]] = {}
         self._stop = False
@@ -70,10 +71,7 @@ class AsyncEngine:
         self.engine.check_request(prompt_ids, params)
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         with self._lock:
-            if (
-                len(self.engine.scheduler.waiting) + len(self._new)
-                >= self.engine.scheduler.max_queue
-            ):
+            if len(self._new) + self._in_transit >= self.engine.scheduler.queue_room():
                 raise QueueFullError()
             self._queues[request_id] = (asyncio.get_running_loop(), queue)
             self._new.append((request_id, prompt_ids, params))
@@ -116,6 +114,7 @@ class AsyncEngine:
         with self._lock:
             new, self._new = self._new, []
             aborts, self._aborts = self._aborts, set()
+            self._in_transit = len(new)
         return new, aborts
 
     def _loop(self) -> None:
@@ -126,6 +125,9 @@ class AsyncEngine:
                     self.engine.add_request(rid, prompt, params)
                 except (ValueError, QueueFullError) as e:
                     self._deliver(_failed(rid, len(prompt), str(e)))
+            if new:
+                with self._lock:
+                    self._in_transit = 0
             for rid in aborts:
                 out = self.engine.abort(rid)
                 if out is not None:

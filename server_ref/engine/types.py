@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-# ``--dtype`` values (meaning: ``engine.runner.pick_device``); here so the CLI need not import torch
+# ``--dtype`` values (meaning: ``engine.device.pick_device``); here so the CLI need not import torch
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "mixed")
 
 FinishReason = Literal["stop", "length", "abort", "error"]

@@ -40,10 +40,6 @@ class KVCache:
     v: Tensor  # [n_layers, KV, num_blocks * block_size, D]
     block_size: int
 
-    @property
-    def num_blocks(self) -> int:
-        return self.k.shape[2] // self.block_size
-
 
 @dataclass
 class AttnGroup:
