@@ -196,7 +196,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server_ref.api.app import create_app
-    from server_ref.api.loading import DeferredApp
+    from server_ref.api.readiness import DeferredApp
     from server_ref.engine.async_engine import AsyncEngine
 
     if not 0 <= args.port <= 65535:

@@ -20,9 +20,9 @@ from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.types import ModelInfo
 from server_ref.loading import registry
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.gguf_tokenizer import load_gguf_tokenizer
 from server_ref.loading.llama_weights import build_model
 from server_ref.models.llama import ModelConfig
-from server_ref.tokenizer import load_gguf_tokenizer
 
 # End-of-generation tokens llama.cpp also treats as EOG when a vocabulary has them.
 _EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>")

@@ -20,14 +20,14 @@ from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import (
     EngineStats,
     ModelInfo,
+    PromptTokenizer,
     SamplingParams,
     StepOutput,
-    Tokenizer,
     TokenLogprob,
 )
 
 
-class EngineTokenizer(Tokenizer, Protocol):
+class EngineTokenizer(PromptTokenizer, Protocol):
     """The HTTP layer's tokenizer surface plus what postprocessing needs."""
 
     @property

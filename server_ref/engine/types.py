@@ -104,8 +104,9 @@ class EngineDeadError(Exception):
     """The engine loop failed; every pending request is failed and /health is 503."""
 
 
-class Tokenizer(Protocol):
-    """The tokenizer surface the HTTP layer uses (implemented by server_ref.tokenizer)."""
+class PromptTokenizer(Protocol):
+    """What the HTTP layer needs of a tokenizer: text and chat messages to prompt token ids,
+    and ids back to text. ``loading.gguf_tokenizer.GGUFTokenizer`` implements it."""
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]: ...
 
@@ -129,7 +130,7 @@ class EngineClient(Protocol):
     def model_info(self) -> ModelInfo: ...
 
     @property
-    def tokenizer(self) -> Tokenizer: ...
+    def tokenizer(self) -> PromptTokenizer: ...
 
     def is_ready(self) -> bool: ...
 

@@ -16,7 +16,7 @@ import pytest
 import sdk
 from server_ref.api import create_app
 from server_ref.engine.types import EngineStats, ModelInfo
-from server_ref.tokenizer import GGUFTokenizer, load_gguf_tokenizer
+from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 
 @dataclass
