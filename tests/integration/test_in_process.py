@@ -20,7 +20,7 @@ import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
-from live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
+from kit.live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
 
 from server_ref.api.app import create_app
 from server_ref.engine.async_engine import AsyncEngine

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
-from tinymodel import QUANT_TYPES, write_tiny_gguf
+from kit.tinymodel import QUANT_TYPES, write_tiny_gguf
 
 from server_ref.loading.gguf import (
     SUPPORTED_TENSOR_TYPES,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
-from tinymodel import write_tiny_gguf
+from kit.tinymodel import write_tiny_gguf
 
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner

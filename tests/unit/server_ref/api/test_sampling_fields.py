@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_fake_engine import FakeEngine
+from kit.fake_engine import FakeEngine
 
 from server_ref.api.schemas import ServerChatCompletionRequest, ServerCompletionRequest
 from server_ref.engine.types import SamplingParams
