@@ -171,9 +171,9 @@ def _sampling_fields(args: argparse.Namespace) -> Any:
 
     from server_ref.api.schemas import ServerSamplingFields
 
-    flags = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
+    names = ("temperature", "top_p", "top_k", "seed")
     try:
-        return ServerSamplingFields.model_validate({**flags, "seed": args.seed})
+        return ServerSamplingFields.model_validate({name: getattr(args, name) for name in names})
     except ValidationError as exc:
         error = exc.errors()[0]
         raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None

@@ -28,7 +28,10 @@ log = logging.getLogger("server_ref.engine")
 class AsyncEngine:
     """Runs ``LLMEngine`` in a background thread; asyncio callers stream its outputs.
 
-    Implements ``server_ref.engine.types.EngineClient``.
+    Implements ``server_ref.engine.types.EngineClient``. The waiting-queue bound is checked on
+    the caller's thread without touching the scheduler's queue: ``Scheduler.queue_room`` (a
+    count the engine thread republishes) less the requests still in the inbox or being handed
+    over by the thread.
     """
 
     def __init__(self, engine: LLMEngine) -> None:
