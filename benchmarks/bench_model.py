@@ -18,14 +18,16 @@ import time
 
 import torch
 
+from server_ref.engine.device import pick_device
 from server_ref.engine.kv_cache import BlockManager
-from server_ref.engine.runner import ModelRunner, pick_device
+from server_ref.engine.runner import ModelRunner
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import DTYPE_CHOICES, SamplingParams
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.llama_weights import build_model
 from server_ref.loading.registry import resolve_model
-from server_ref.models.llama import Llama, build_model
+from server_ref.models.llama import Llama
 from server_ref.models.prepack import PackedLinear
 
 

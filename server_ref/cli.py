@@ -7,11 +7,14 @@ Adding a subcommand takes three small pieces:
    (torch, the engine, the HTTP app) *inside* it, so ``pull`` and ``models`` stay instant;
 3. one ``Command("NAME", "one-line help", _add_NAME, _run_NAME)`` entry in ``COMMANDS``.
 
-Failure policy (DESIGN.md: "a non-zero exit with one readable line, never a traceback"):
-expected failures are raised as ``RegistryError``, ``OSError`` or ``ValueError`` and ``main``
-prints them as a single ``error: ...`` line on stderr, exit status 1. Bad command-line input is
-exit status 2: argparse's own complaints, and ``UsageError`` raised by a command that finds a
-bad argument only after parsing. ``--traceback`` shows the full traceback instead, for bug reports.
+Failure policy: a non-zero exit with one readable line, never a traceback. Expected failures
+are raised as ``RegistryError``, ``OSError`` or ``ValueError`` and ``main`` prints them as a
+single ``error: ...`` line on stderr, exit status 1. Bad command-line input is exit status 2:
+argparse's own complaints, and ``UsageError`` raised by a command that finds a bad argument
+only after parsing. ``--traceback`` shows the full traceback instead, for bug reports.
+
+The commands only parse and check their arguments; the work is done by library calls
+(``engine.build.load_engine``, ``api.serve.serve``, ``loading.registry``).
 
 Example::
 
@@ -26,11 +29,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar, TextIO
 
-from sdk.cli.base import ArgumentError, Command, OneLineParser, UsageError, add_subcommands
+from sdk.cli.base import Command, OneLineParser, UsageError, add_subcommands, program_name, run_main
 from server_ref.engine.types import DTYPE_CHOICES
 from server_ref.loading import registry
 
@@ -103,16 +105,16 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
-    from server_ref.engine.engine import EngineConfig, LLMEngine
+def _engine_config(args: argparse.Namespace, max_queue: int = 256) -> Any:
+    from server_ref.engine.build import EngineConfig
 
-    for name in ("max_num_seqs", "kv_cache_mib", "max_model_len", "max_queue"):
-        value = getattr(args, name, None)
+    for name in ("max_num_seqs", "kv_cache_mib", "max_model_len"):
+        value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
-        path = registry.resolve_model(args.model, progress=progress)
-    config = EngineConfig(
+    if max_queue <= 0:
+        raise UsageError("--max-queue must be positive")
+    return EngineConfig(
         device=args.device,
         dtype=args.dtype,
         max_num_seqs=args.max_num_seqs,
@@ -121,8 +123,6 @@ def _load_engine(args: argparse.Namespace, max_queue: int = 256) -> Any:
         max_model_len=args.max_model_len,
         cuda_graphs=args.cuda_graphs,
     )
-    model_id = args.model if args.model in registry.MODELS else path.stem
-    return LLMEngine.from_gguf(str(path), config, model_id=model_id)
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:
@@ -138,12 +138,13 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from server_ref.engine.types import SamplingParams
+    from dataclasses import replace
+
+    from server_ref.api.sampling import base_params
 
     if args.max_tokens <= 0:
         raise UsageError("--max-tokens must be positive")
-    if not 0.0 <= args.temperature <= 2.0 or not 0.0 < args.top_p <= 1.0 or args.top_k < 0:
-        raise UsageError("need 0 <= --temperature <= 2, 0 < --top-p <= 1, --top-k >= 0")
+    sampling = base_params(_sampling_fields(args), logprobs=None)
     engine = _load_engine(args)
     tok = engine.tokenizer
     if args.raw:
@@ -153,20 +154,36 @@ def _run_generate(args: argparse.Namespace) -> int:
         text = tok.apply_chat_template([*messages, {"role": "user", "content": args.prompt}])
     ids = tok.encode(text, allow_special=not args.raw)
     room = engine.model_info.context_length - len(ids)
-    params = SamplingParams(
-        max_tokens=min(args.max_tokens, room) if room > 0 else args.max_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        seed=args.seed,
-    )
-    engine.add_request("cli", ids, params)
+    max_tokens = min(args.max_tokens, room) if room > 0 else args.max_tokens
+    engine.add_request("cli", ids, replace(sampling, max_tokens=max_tokens))
     while engine.has_work():
         for out in engine.step():
             sys.stdout.write(out.text)
             sys.stdout.flush()
     sys.stdout.write("\n")
     return 0
+
+
+def _sampling_fields(args: argparse.Namespace) -> Any:
+    """The sampling flags, checked by the server's own request validation (one set of bounds)."""
+    from pydantic import ValidationError
+
+    from server_ref.api.schemas import ServerSamplingFields
+
+    names = ("temperature", "top_p", "top_k", "seed")
+    try:
+        return ServerSamplingFields.model_validate({name: getattr(args, name) for name in names})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
+def _load_engine(args: argparse.Namespace) -> Any:
+    from server_ref.engine.build import load_engine
+
+    config = _engine_config(args)
+    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+        return load_engine(args.model, config, progress=progress)
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -190,80 +207,24 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
-    import socket
-    import threading
-
-    import uvicorn
-
-    from server_ref.api.app import create_app
-    from server_ref.api.loading import DeferredApp
-    from server_ref.engine.async_engine import AsyncEngine
+    from server_ref.api.serve import ServeOptions, serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535")
-    if args.max_queue <= 0:
-        raise UsageError("--max-queue must be positive")
-    if args.model not in registry.MODELS and not Path(args.model).is_file():
-        registry.resolve_model(args.model)  # raises the one-line "unknown model" error now
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    # Bind first and load in the background: /health answers 503 until the model is ready.
-    app = DeferredApp()
-    engines: list[AsyncEngine] = []
-
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            # Fail what the engine still runs first, so open streams end with an error event
-            # and [DONE] instead of being cut off when uvicorn's grace period runs out.
-            for engine in engines:
-                await asyncio.to_thread(engine.shutdown)
-            await super().shutdown(sockets)
-
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=False,  # server_ref.access logs one line per request itself
-            timeout_graceful_shutdown=3,
-        )
-    )
-    failure: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            engine = AsyncEngine(_load_engine(args, max_queue=args.max_queue))
-            engine.start()
-            engines.append(engine)
-            app.app = create_app(
-                engine,
+    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+        serve(
+            ServeOptions(
+                args.model,
+                _engine_config(args, max_queue=args.max_queue),
+                host=args.host,
+                port=args.port,
                 api_key=args.api_key,
                 served_model_name=args.served_model_name,
                 enable_web=not args.no_web,
+                log_level=args.log_level,
+                progress=progress,
             )
-            info = engine.model_info
-            print(
-                f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')} "
-                f"with {info.extra.get('matmul_dtype')} matmuls, "
-                f"context {info.context_length}) on http://{args.host}:{args.port}",
-                file=sys.stderr,
-                flush=True,
-            )
-        except BaseException as exc:  # reported by the main thread as one line
-            failure.append(exc)
-            app.status = "the model failed to load"
-            server.should_exit = True
-
-    threading.Thread(target=load, name="model-loader", daemon=True).start()
-    try:
-        server.run()
-    finally:
-        for engine in engines:
-            engine.shutdown()
-    if failure:
-        raise failure[0]
+        )
     return 0
 
 
@@ -282,7 +243,7 @@ COMMANDS: list[Command] = [
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: global options plus one subparser per entry of ``COMMANDS``."""
     parser = OneLineParser(
-        prog=_prog(),
+        prog=program_name("python -m server_ref"),
         description="Reference server for llm-sdk: a Llama-family model behind an "
         "OpenAI-compatible API.",
         epilog=f"Models are cached under ${registry.CACHE_ENV} "
@@ -297,43 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except ArgumentError as exc:
-        return _fail(str(exc), 2)
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except (registry.RegistryError, OSError, ValueError) as exc:
-        if args.traceback:
-            raise
-        return _fail(_describe(exc), 2 if isinstance(exc, UsageError) else 1)
+    return run_main(build_parser(), argv, expected=(registry.RegistryError, OSError, ValueError))
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _prog() -> str:
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    return "python -m server_ref" if name in ("", "__main__.py", "-c") else name
-
-
-def _fail(message: str, status: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return status
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        text = f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] ..."
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())  # one line, whatever the message held
 
 
 def _mb(size: int) -> str:

@@ -20,6 +20,6 @@ def default_gguf() -> Path:
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Llama GGUF with a byte-level vocabulary and a ChatML template."""
-    from tinymodel import write_tiny_gguf
+    from kit.tinymodel import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")

@@ -23,10 +23,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import chat, common, complete, count, models
-from .base import Command, OneLineParser, UsageError, add_subcommands, describe, run_main
+from .base import (
+    Command,
+    OneLineParser,
+    UsageError,
+    add_subcommands,
+    describe,
+    program_name,
+    run_main,
+)
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -35,9 +42,8 @@ COMMANDS: list[Command] = [chat.COMMAND, complete.COMMAND, count.COMMAND, models
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree. Connection options work before or after the subcommand."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     parser = OneLineParser(
-        prog="python -m sdk" if name in ("", "__main__.py", "-c") else name,
+        prog=program_name("python -m sdk"),
         description="Talk to an OpenAI-compatible LLM server from the command line.",
     )
     common.add_connection(parser, None)

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "add_subcommands",
     "describe",
     "fail",
+    "program_name",
     "run_main",
 ]
 
@@ -66,6 +68,13 @@ def add_subcommands(
         )
         command.add_arguments(sub_parser)
         sub_parser.set_defaults(run=command.run)
+
+
+def program_name(module_form: str) -> str:
+    """How the user started us, for usage lines: ``module_form`` (``python -m pkg``) when run
+    as a module, else the script's name (``llm-sdk``)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return module_form if name in ("", "__main__.py", "-c") else name
 
 
 def describe(exc: BaseException) -> str:

@@ -2,85 +2,35 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from sdk.tokens import template_messages
 from sdk.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
-    ChatCompletionTokenLogprob,
-    ChatMessage,
     Choice,
     ChoiceDelta,
     ChoiceLogprobs,
     ChunkChoice,
     CompletionUsage,
-    TopLogprob,
 )
 from server_ref.api.errors import BadRequestError
 from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
+from server_ref.api.logprobs import chat_logprobs
 from server_ref.api.openapi import request_body
-from server_ref.api.protocol import ServerChatCompletionRequest, parse_body, reject_unsupported
+from server_ref.api.prompts import render_chat
 from server_ref.api.sampling import base_params, per_choice, resolve_max_tokens
+from server_ref.api.schemas import ServerChatCompletionRequest, parse_body, reject_unsupported
 from server_ref.api.sse import SSEResponse, encode_event
 from server_ref.api.state import get_state, new_id, unix_now
 from server_ref.api.streaming import stream_events
-from server_ref.engine.types import Tokenizer, TokenLogprob
+from server_ref.engine.types import TokenLogprob
 
 router = APIRouter(tags=["openai"])
-
-LOGPROB_FLOOR = -9999.0  # -inf is not JSON; vLLM uses the same floor
-
-
-def message_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the chat template expects them: text parts joined, ``None`` -> ``""``.
-
-    The SDK counts tokens from the same function, so its counts match ``usage``.
-    """
-    return template_messages(messages)
-
-
-def render_chat(
-    tokenizer: Tokenizer, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
-) -> list[int]:
-    """Chat template, then tokens (special-token text in the template is parsed as such)."""
-    try:
-        text = tokenizer.apply_chat_template(
-            message_dicts(messages), add_generation_prompt=add_generation_prompt
-        )
-    except (ValueError, jinja2.TemplateError) as exc:
-        # The template refused these messages (e.g. roles that do not alternate).
-        raise BadRequestError(f"Chat template error: {exc}", param="messages") from None
-    return tokenizer.encode(text, allow_special=True)
-
-
-def clamp_logprob(value: float) -> float:
-    return LOGPROB_FLOOR if math.isnan(value) else max(value, LOGPROB_FLOOR)
-
-
-def chat_logprobs(logprobs: Sequence[TokenLogprob], top: int) -> ChoiceLogprobs:
-    return ChoiceLogprobs(
-        content=[
-            ChatCompletionTokenLogprob(
-                token=lp.token,
-                logprob=clamp_logprob(lp.logprob),
-                bytes=list(lp.token_bytes),
-                top_logprobs=[
-                    TopLogprob(token=text, logprob=clamp_logprob(value), bytes=list(raw))
-                    for _, text, raw, value in lp.top[:top]
-                ],
-            )
-            for lp in logprobs
-        ]
-    )
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,19 @@ A batch of prompts gives ``len(prompts) * n`` choices; prompt ``p``'s ``i``-th c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from sdk.types import Completion, CompletionChoice, CompletionLogprobs, CompletionUsage
+from sdk.types import Completion, CompletionChoice, CompletionUsage
 from server_ref.api.errors import BadRequestError
 from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
+from server_ref.api.logprobs import completion_logprobs
 from server_ref.api.openapi import request_body
-from server_ref.api.protocol import ServerCompletionRequest, parse_body, reject_unsupported
-from server_ref.api.routes_chat import clamp_logprob
 from server_ref.api.sampling import base_params, per_choice, resolve_max_tokens
+from server_ref.api.schemas import ServerCompletionRequest, parse_body, reject_unsupported
 from server_ref.api.sse import SSEResponse, encode_event
 from server_ref.api.state import ServerState, get_state, new_id, unix_now
 from server_ref.api.streaming import stream_events
@@ -47,31 +46,6 @@ def tokenize_prompts(state: ServerState, prompt: Any) -> list[list[int]]:
             raise BadRequestError(f"{param} is empty.", param="prompt")
         state.check_token_ids(ids, param=param)
     return prompts
-
-
-def completion_logprobs(
-    logprobs: Sequence[TokenLogprob], top: int, offset: int
-) -> CompletionLogprobs:
-    """The legacy logprobs object; ``text_offset`` counts characters from ``offset``."""
-    offsets: list[int] = []
-    for lp in logprobs:
-        offsets.append(offset)
-        offset += len(lp.token)
-    return CompletionLogprobs(
-        tokens=[lp.token for lp in logprobs],
-        token_logprobs=[clamp_logprob(lp.logprob) for lp in logprobs],
-        top_logprobs=[_top_by_text(lp.top[:top]) for lp in logprobs],
-        text_offset=offsets,
-    )
-
-
-def _top_by_text(top: Sequence[tuple[int, str, bytes, float]]) -> dict[str, float]:
-    """The legacy ``{text: logprob}`` map. Distinct tokens can share a text (partial UTF-8
-    pieces all read as U+FFFD); the list is best first, so the first one, the likelier, wins."""
-    out: dict[str, float] = {}
-    for _, text, _, value in top:
-        out.setdefault(text, clamp_logprob(value))
-    return out
 
 
 @dataclass

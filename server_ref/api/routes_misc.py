@@ -9,8 +9,8 @@ from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
 from server_ref.api.openapi import request_body
-from server_ref.api.protocol import ServerDetokenizeRequest, ServerTokenizeRequest, parse_body
-from server_ref.api.routes_chat import render_chat
+from server_ref.api.prompts import render_chat
+from server_ref.api.schemas import ServerDetokenizeRequest, ServerTokenizeRequest, parse_body
 from server_ref.api.state import ServerState, get_state
 
 router = APIRouter()

@@ -9,7 +9,7 @@ import re
 from dataclasses import replace
 
 from server_ref.api.errors import BadRequestError, ContextLengthError
-from server_ref.api.protocol import ServerSamplingFields
+from server_ref.api.schemas import ServerSamplingFields
 from server_ref.engine.types import ModelInfo, SamplingParams
 
 _TOKEN_ID = re.compile(r"[0-9]{1,12}")

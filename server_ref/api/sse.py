@@ -13,7 +13,9 @@ plain ``StreamingResponse`` leaves open:
   shape, followed by ``data: [DONE]``, and the stream ends. We follow vLLM in sending
   ``[DONE]`` after the error: the openai client raises on the error event, and simpler clients
   still see a properly terminated stream instead of a truncated one. No keep-alive comment
-  lines are sent (some parsers choke on them; see the server anchors).
+  lines are sent: some parsers choke on them (a ``: ping`` after an ``id:`` line made
+  openai-python raise JSONDecodeError, openai/openai-python#2722; sse-starlette's pings broke
+  modelcontextprotocol/python-sdk#1146).
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ log = logging.getLogger("server_ref.engine")
 class AsyncEngine:
     """Runs ``LLMEngine`` in a background thread; asyncio callers stream its outputs.
 
-    Implements ``server_ref.engine.types.EngineClient``.
+    Implements ``server_ref.engine.types.EngineClient``. The waiting-queue bound is checked on
+    the caller's thread without touching the scheduler's queue: ``Scheduler.queue_room`` (a
+    count the engine thread republishes) less the requests still in the inbox or being handed
+    over by the thread.
     """
 
     def __init__(self, engine: LLMEngine) -> None:
@@ -38,6 +41,7 @@ class AsyncEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._new: list[tuple[str, list[int], SamplingParams]] = []
+        self._in_transit = 0  # taken from _new by the thread, not yet in the scheduler
         self._aborts: set[str] = set()
         self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue[StepOutput]]] = {}
         self._stop = False
@@ -70,10 +74,7 @@ class AsyncEngine:
         self.engine.check_request(prompt_ids, params)
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         with self._lock:
-            if (
-                len(self.engine.scheduler.waiting) + len(self._new)
-                >= self.engine.scheduler.max_queue
-            ):
+            if len(self._new) + self._in_transit >= self.engine.scheduler.queue_room():
                 raise QueueFullError()
             self._queues[request_id] = (asyncio.get_running_loop(), queue)
             self._new.append((request_id, prompt_ids, params))
@@ -116,6 +117,7 @@ class AsyncEngine:
         with self._lock:
             new, self._new = self._new, []
             aborts, self._aborts = self._aborts, set()
+            self._in_transit = len(new)
         return new, aborts
 
     def _loop(self) -> None:
@@ -126,6 +128,9 @@ class AsyncEngine:
                     self.engine.add_request(rid, prompt, params)
                 except (ValueError, QueueFullError) as e:
                     self._deliver(_failed(rid, len(prompt), str(e)))
+            if new:
+                with self._lock:
+                    self._in_transit = 0
             for rid in aborts:
                 out = self.engine.abort(rid)
                 if out is not None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from server_ref.models.llama import AttnGroup, BatchMeta, KVCache, Llama
+from server_ref.models.attention_meta import AttnGroup, BatchMeta, KVCache
+from server_ref.models.llama import Llama
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 MIN_WIDTH = 64

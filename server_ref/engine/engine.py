@@ -2,37 +2,32 @@
 
 ``LLMEngine`` is synchronous and single-threaded: ``step()`` advances every scheduled sequence
 by one forward pass and returns what each request produced. ``generate()`` drives it to the end
-for offline use (the CLI). ``async_engine.AsyncEngine`` runs the same loop in a background
-thread for the HTTP layer.
+for offline use. ``async_engine.AsyncEngine`` runs the same loop in a background thread for the
+HTTP layer. ``build.build_engine`` makes one from a model file.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from server_ref.engine.kv_cache import BlockManager
-from server_ref.engine.runner import ModelRunner, pick_device
+from server_ref.engine.runner import ModelRunner
 from server_ref.engine.sampler import RowState, sample
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import (
     EngineStats,
     ModelInfo,
+    PromptTokenizer,
     SamplingParams,
     StepOutput,
-    Tokenizer,
     TokenLogprob,
 )
 
-# End-of-generation tokens llama.cpp also treats as EOG when a vocabulary has them.
-_EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>")
 
-
-class EngineTokenizer(Tokenizer, Protocol):
+class EngineTokenizer(PromptTokenizer, Protocol):
     """The HTTP layer's tokenizer surface plus what postprocessing needs."""
 
     @property
@@ -42,21 +37,6 @@ class EngineTokenizer(Tokenizer, Protocol):
     def special_tokens(self) -> dict[str, int]: ...
 
     def token_bytes(self, token_id: int) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    device: str = "auto"
-    dtype: str = "auto"  # auto | float32 | bfloat16 | mixed (runner.pick_device)
-    max_num_seqs: int = 32
-    max_queue: int = 256
-    max_batched_tokens: int = 512  # per step; also the prefill chunk size
-    block_size: int = 8
-    kv_cache_mib: int | None = None  # default: 512 MiB on CPU, 8 GiB on CUDA
-    max_model_len: int | None = None  # default: the model's context length, capped by the cache
-    # replay captured graphs for decode steps on CUDA; off by default until it has been run on
-    # a GPU (it is tested here only through its eager, padded twin)
-    cuda_graphs: bool = False
 
 
 class LLMEngine:
@@ -74,66 +54,6 @@ class LLMEngine:
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
         self._eos = frozenset(model_info.eos_token_ids)
-
-    @classmethod
-    def from_gguf(
-        cls, path: str, config: EngineConfig | None = None, model_id: str = ""
-    ) -> LLMEngine:
-        """Load a GGUF file and build the whole engine.
-
-        >>> engine = LLMEngine.from_gguf("model.gguf")  # doctest: +SKIP
-        """
-        from server_ref.loading.gguf import load_tensors, open_gguf, read_config
-        from server_ref.models.llama import build_model
-        from server_ref.tokenizer import load_gguf_tokenizer
-
-        config = config or EngineConfig()
-        device, dtype, matmul_dtype = pick_device(config.device, config.dtype)
-        reader = open_gguf(path)
-        cfg = read_config(reader)
-        tokenizer = load_gguf_tokenizer(reader)
-        mib = config.kv_cache_mib or (512 if device.type == "cpu" else 8192)
-        per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * dtype.itemsize
-        num_blocks = max(1, (mib << 20) // (per_token * config.block_size))
-        capacity = num_blocks * config.block_size
-        max_len = min(config.max_model_len or cfg.context_length, cfg.context_length, capacity)
-        model = build_model(
-            cfg,
-            load_tensors(reader),
-            device,
-            dtype,
-            max_positions=max_len,
-            matmul_dtype=matmul_dtype,
-        )
-        eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        eos |= {tokenizer.special_tokens[n] for n in _EOG_NAMES if n in tokenizer.special_tokens}
-        info = ModelInfo(
-            id=model_id or cfg.name,
-            context_length=max_len,
-            eos_token_ids=tuple(sorted(eos)),
-            created=int(time.time()),
-            extra={
-                "device": str(device),
-                "dtype": str(dtype).removeprefix("torch."),
-                "matmul_dtype": str(model.matmul_dtype).removeprefix("torch."),
-            },
-            vocab_size=cfg.vocab_size,
-        )
-        blocks = BlockManager(num_blocks, config.block_size)
-        scheduler = Scheduler(
-            blocks,
-            max_num_seqs=config.max_num_seqs,
-            max_queue=config.max_queue,
-            max_batched_tokens=config.max_batched_tokens,
-        )
-        runner = ModelRunner(
-            model,
-            num_blocks,
-            config.block_size,
-            decode_graphs=device.type == "cuda" and config.cuda_graphs,
-            max_batch=config.max_num_seqs,
-        )
-        return cls(runner, tokenizer, scheduler, info)
 
     # -- requests -----------------------------------------------------------------------------
 

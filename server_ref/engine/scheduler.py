@@ -46,6 +46,8 @@ class Scheduler:
         self.max_batched_tokens = max_batched_tokens
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        # len(waiting), republished after every change: what other threads read (queue_room)
+        self._num_waiting = 0
 
     def add(self, seq: Sequence) -> None:
         if len(self.waiting) >= self.max_queue:
@@ -56,6 +58,12 @@ class Scheduler:
                 f"the server has {self.blocks.capacity_tokens}"
             )
         self.waiting.append(seq)
+        self._num_waiting = len(self.waiting)
+
+    def queue_room(self) -> int:
+        """Places left in the waiting queue. Safe to call from any thread: it reads one number
+        that the engine thread republishes after each change, never the deque it mutates."""
+        return self.max_queue - self._num_waiting
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -97,6 +105,7 @@ class Scheduler:
             self.running.append(seq)
             out.append(ScheduledSeq(seq, n))
             budget -= n
+        self._num_waiting = len(self.waiting)
         return out
 
     def _preempt(self, seq: Sequence) -> None:
@@ -112,5 +121,6 @@ class Scheduler:
             self.running.remove(seq)
         if seq in self.waiting:
             self.waiting.remove(seq)
+            self._num_waiting = len(self.waiting)
         self.blocks.free(seq.request_id)
         seq.status = Status.FINISHED

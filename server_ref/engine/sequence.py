@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from server_ref.engine.detokenizer import IncrementalDetokenizer
-from server_ref.engine.types import FinishReason, SamplingParams, TokenLogprob
+from server_ref.engine.types import FinishReason, SamplingParams
 
 
 class Status(enum.Enum):
@@ -36,10 +36,6 @@ class Sequence:
     finish_reason: FinishReason | None = None
     first_token_time: float | None = None
     detok: IncrementalDetokenizer = field(init=False)
-    # per-step results not yet reported to the caller
-    pending_ids: list[int] = field(default_factory=list)
-    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
-    pending_text: str = ""
 
     def __post_init__(self) -> None:
         self.detok = IncrementalDetokenizer(self.params.stop)

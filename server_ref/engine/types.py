@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-# ``--dtype`` values (meaning: ``engine.runner.pick_device``); here so the CLI need not import torch
+# ``--dtype`` values (meaning: ``engine.device.pick_device``); here so the CLI need not import torch
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "mixed")
 
 FinishReason = Literal["stop", "length", "abort", "error"]
@@ -104,8 +104,9 @@ class EngineDeadError(Exception):
     """The engine loop failed; every pending request is failed and /health is 503."""
 
 
-class Tokenizer(Protocol):
-    """The tokenizer surface the HTTP layer uses (implemented by server_ref.tokenizer)."""
+class PromptTokenizer(Protocol):
+    """What the HTTP layer needs of a tokenizer: text and chat messages to prompt token ids,
+    and ids back to text. ``loading.gguf_tokenizer.GGUFTokenizer`` implements it."""
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]: ...
 
@@ -129,7 +130,7 @@ class EngineClient(Protocol):
     def model_info(self) -> ModelInfo: ...
 
     @property
-    def tokenizer(self) -> Tokenizer: ...
+    def tokenizer(self) -> PromptTokenizer: ...
 
     def is_ready(self) -> bool: ...
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ import gguf
 import numpy as np
 import torch
 from gguf import GGMLQuantizationType as QType
+
+from server_ref.models.llama import ModelConfig
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -100,28 +101,6 @@ def architecture(reader: gguf.GGUFReader) -> str:
     if arch is None:
         raise MissingMetadataError("GGUF file has no general.architecture")
     return str(arch)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of a Llama-family decoder, read from GGUF metadata."""
-
-    arch: str
-    name: str
-    vocab_size: int
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    ffn_dim: int
-    norm_eps: float
-    rope_base: float
-    context_length: int
-    tie_embeddings: bool
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
 
 
 def read_config(reader: gguf.GGUFReader) -> ModelConfig:

@@ -1,10 +1,11 @@
 """A Llama-family decoder in plain PyTorch, reading weights as GGUF stores them.
 
-Reads top-down: config (``loading.gguf.ModelConfig``), RMSNorm, rotary embedding, attention,
-MLP, block, model. The KV cache is an explicit paged object (``KVCache``); which cache slots a
-step reads and writes is described by ``BatchMeta``, built by the runner. One forward pass
+Reads top-down: config, RMSNorm, rotary embedding, attention, MLP, block, model. The KV cache
+is an explicit paged object (``attention_meta.KVCache``); which cache slots a step reads and
+writes is described by ``attention_meta.BatchMeta``, built by the runner. One forward pass
 serves prefill, chunked prefill and batched decode alike: the new tokens of all sequences are
 flattened into one ``[N]`` batch for the matmuls, and attention runs per ``AttnGroup``.
+Weights are loaded by ``server_ref.loading.llama_weights``.
 
 RoPE layout: llama.cpp's converter permutes Q/K weights so that rotation pairs are adjacent
 dimensions ``(2i, 2i+1)`` (ggml's "normal" rope mode), so that is what we rotate here.
@@ -12,14 +13,45 @@ dimensions ``(2i, 2i+1)`` (ggml's "normal" rope mode), so that is what we rotate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from server_ref.loading.gguf import ModelConfig
-from server_ref.models.prepack import PackedLinear, prepack_linears
+from server_ref.models.attention_meta import (
+    KEY_WIDTH_MULTIPLE,
+    AttnGroup,
+    AttnPlan,
+    BatchMeta,
+    KVCache,
+    padded_rows,
+)
+from server_ref.models.prepack import PackedLinear
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a Llama-family decoder (``loading.gguf.read_config`` reads them)."""
+
+    arch: str
+    name: str
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_dim: int
+    norm_eps: float
+    rope_base: float
+    context_length: int
+    tie_embeddings: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
 
 
 class RMSNorm(nn.Module):
@@ -47,85 +79,6 @@ def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
     n, h, d = x.shape
     xc = torch.view_as_complex(x.float().view(n, h, d // 2, 2))  # [N, H, D/2]
     return torch.view_as_real(xc * rot[:, None, :]).view(n, h, d).to(x.dtype)
-
-
-@dataclass
-class KVCache:
-    """Paged key/value storage shared by all sequences.
-
-    ``k``/``v``: [n_layers, n_kv_heads, num_blocks * block_size, head_dim]. A sequence owns
-    whole blocks (bookkeeping in ``engine.kv_cache``); slot ``b * block_size + i`` is position
-    ``i`` of block ``b``. Heads outermost, so gathering a sequence's slots gives each kv head's
-    keys contiguously, ready for batched matmuls without a transposing copy.
-    """
-
-    k: Tensor
-    v: Tensor
-    block_size: int
-
-    @classmethod
-    def allocate(
-        cls,
-        cfg: ModelConfig,
-        num_blocks: int,
-        block_size: int,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> KVCache:
-        shape = (cfg.n_layers, cfg.n_kv_heads, num_blocks * block_size, cfg.head_dim)
-        return cls(
-            torch.zeros(shape, device=device, dtype=dtype),
-            torch.zeros(shape, device=device, dtype=dtype),
-            block_size,
-        )
-
-    @property
-    def num_blocks(self) -> int:
-        return self.k.shape[2] // self.block_size
-
-
-@dataclass
-class AttnGroup:
-    """Sequences whose new tokens attend together: ``n_seqs`` rows of ``q_len`` queries each.
-
-    ``rows`` selects their tokens from the flat batch (sequence-major). ``key_slots`` [S, Lk]
-    names the cache slot of every key position from position 0 (padded with any valid slot);
-    ``mask`` [S, 1, Q, Lk] is True where a query may attend. The runner pads Lk to a multiple
-    of ``KEY_WIDTH_MULTIPLE`` (see ``Attention.attend``).
-    """
-
-    rows: slice
-    n_seqs: int
-    q_len: int
-    key_slots: Tensor
-    mask: Tensor
-
-
-# key widths are padded to a multiple of KEY_WIDTH_MULTIPLE and query rows to a multiple of
-# ROW_MULTIPLE: see Attention.attend
-KEY_WIDTH_MULTIPLE = 64
-ROW_MULTIPLE = 4
-
-
-@dataclass
-class AttnPlan:
-    """How one attention group gathers and masks its keys, shared by all layers of a step."""
-
-    bias: Tensor  # the mask as 0 / -inf, broadcastable to [KV * S, R, W]
-    rows: Tensor  # [KV * S * W / unit] rows of the cache viewed [KV * units, unit * D]
-    unit: int  # slots per gathered row: the block size, or 1
-
-
-def padded_rows(rows: int) -> int:
-    return -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
-
-
-@dataclass
-class BatchMeta:
-    positions: Tensor  # [N] position of every new token
-    slot_mapping: Tensor  # [N] cache slot its key/value is written to
-    groups: list[AttnGroup]
-    logits_rows: Tensor  # [M] rows whose next-token logits are wanted
 
 
 class Attention(nn.Module):
@@ -240,6 +193,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm residual block: x + attention(norm(x)), then that + mlp(norm(that))."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
@@ -247,17 +202,38 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
+    def forward(
+        self,
+        x: Tensor,
+        rot: Tensor,
+        layer: int,
+        cache: KVCache,
+        meta: BatchMeta,
+        plans: list[AttnPlan],
+    ) -> Tensor:
+        """A cached step of layer ``layer``. x: [N, dim] -> [N, dim]."""
+        h = x + self.attn(self.attn_norm(x), rot, layer, cache, meta, plans)
+        out: Tensor = h + self.mlp(self.ffn_norm(h))
+        return out
+
+    def forward_full(self, x: Tensor, rot: Tensor) -> Tensor:
+        """Cache-free and causal. x: [B, T, dim] -> [B, T, dim]."""
+        h = x + self.attn.forward_full(self.attn_norm(x), rot)
+        out: Tensor = h + self.mlp(self.ffn_norm(h))
+        return out
+
 
 class Llama(nn.Module):
     """The decoder. ``forward`` runs a cached step; ``forward_full`` a cache-free pass."""
 
     rope: Tensor  # [max_pos, head_dim / 2] complex64, on the model's device
+    blocks: Sequence[Block]  # an nn.ModuleList at run time, typed as what it holds
 
     def __init__(self, cfg: ModelConfig, max_positions: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = cast(Sequence[Block], nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers)))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -276,10 +252,18 @@ class Llama(nn.Module):
     @property
     def matmul_dtype(self) -> torch.dtype:
         """The dtype the blocks' matmuls run in (differs from ``dtype`` in mixed precision)."""
-        blk = self.blocks[0]
-        assert isinstance(blk, Block)
-        wqkv = blk.attn.wqkv
+        wqkv = self.blocks[0].attn.wqkv
         return wqkv.matmul_dtype if isinstance(wqkv, PackedLinear) else self.dtype
+
+    def new_cache(self, num_blocks: int, block_size: int) -> KVCache:
+        """A zeroed paged KV cache for this model, on its device and in its dtype."""
+        cfg = self.cfg
+        shape = (cfg.n_layers, cfg.n_kv_heads, num_blocks * block_size, cfg.head_dim)
+        return KVCache(
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+            block_size,
+        )
 
     def forward(self, tokens: Tensor, cache: KVCache, meta: BatchMeta) -> Tensor:
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
@@ -287,9 +271,7 @@ class Llama(nn.Module):
         h = self.embed(tokens)  # [N, dim]
         plans = [self.attention_plan(g, cache) for g in meta.groups]
         for i, blk in enumerate(self.blocks):
-            assert isinstance(blk, Block)
-            h = h + blk.attn(blk.attn_norm(h), rot, i, cache, meta, plans)
-            h = h + blk.mlp(blk.ffn_norm(h))
+            h = blk(h, rot, i, cache, meta, plans)
         h = self.norm(h[meta.logits_rows])  # [M, dim]
         logits: Tensor = self.lm_head(h)
         return logits.float()  # [M, vocab]
@@ -326,82 +308,6 @@ class Llama(nn.Module):
         rot = self.rope[pos]
         h = self.embed(tokens)  # [B, T, dim]
         for blk in self.blocks:
-            assert isinstance(blk, Block)
-            h = h + blk.attn.forward_full(blk.attn_norm(h), rot)
-            h = h + blk.mlp(blk.ffn_norm(h))
+            h = blk.forward_full(h, rot)
         logits: Tensor = self.lm_head(self.norm(h))
         return logits.float()
-
-
-# GGUF tensor name -> our parameter name, per block and global. Several GGUF tensors that feed
-# one fused projection share a name and are concatenated (rows) in the order listed here.
-_BLOCK_NAMES = {
-    "attn_norm.weight": "attn_norm.weight",
-    "attn_q.weight": "attn.wqkv.weight",
-    "attn_k.weight": "attn.wqkv.weight",
-    "attn_v.weight": "attn.wqkv.weight",
-    "attn_output.weight": "attn.wo.weight",
-    "ffn_norm.weight": "ffn_norm.weight",
-    "ffn_gate.weight": "mlp.gate_up.weight",
-    "ffn_up.weight": "mlp.gate_up.weight",
-    "ffn_down.weight": "mlp.down.weight",
-}
-_GLOBAL_NAMES = {
-    "token_embd.weight": "embed.weight",
-    "output_norm.weight": "norm.weight",
-    "output.weight": "lm_head.weight",
-}
-
-
-def gguf_to_state_dict(cfg: ModelConfig, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename GGUF tensors to this module's parameter names, concatenating fused ones."""
-    sd = {ours: tensors[name] for name, ours in _GLOBAL_NAMES.items() if name in tensors}
-    fused: dict[str, list[str]] = {}
-    for gguf_name, ours in _BLOCK_NAMES.items():
-        fused.setdefault(ours, []).append(gguf_name)
-    for i in range(cfg.n_layers):
-        for ours, gguf_names in fused.items():
-            found = [tensors.get(f"blk.{i}.{n}") for n in gguf_names]
-            ts = [t for t in found if t is not None]
-            if len(ts) == len(found):  # a fused weight with a part missing counts as missing
-                sd[f"blocks.{i}.{ours}"] = ts[0] if len(ts) == 1 else torch.cat(ts)
-    if cfg.tie_embeddings:
-        sd["lm_head.weight"] = sd["embed.weight"]
-    return sd
-
-
-def build_model(
-    cfg: ModelConfig,
-    tensors: dict[str, Tensor],
-    device: torch.device,
-    dtype: torch.dtype,
-    max_positions: int | None = None,
-    prepack: bool = True,
-    matmul_dtype: torch.dtype | None = None,
-) -> Llama:
-    """Instantiate on the meta device, then load the GGUF weights (no double allocation).
-
-    ``prepack``: on CPU, hand the linear layers' weights to oneDNN in its blocked layout
-    (``models.prepack``; 1.5-3x faster matmuls at decode batch sizes). Ignored elsewhere.
-    ``matmul_dtype``: with ``prepack``, keep the blocks' weights and matmul inputs in this
-    dtype (mixed precision: bf16 matmuls in an fp32 model). The output head keeps the model's
-    dtype: bf16 logits would round near-ties into exact ties. Ignored where packing is not
-    possible; ``Llama.matmul_dtype`` says what is in effect.
-    """
-    with torch.device("meta"):
-        model = Llama(cfg, max_positions)
-    sd = gguf_to_state_dict(cfg, tensors)
-    expected = set(model.state_dict().keys())
-    missing = expected - sd.keys()
-    if missing:
-        raise ValueError(f"GGUF file lacks weights for: {', '.join(sorted(missing)[:5])}")
-    model.load_state_dict({k: sd[k] for k in expected}, assign=True, strict=True)
-    if cfg.tie_embeddings:
-        model.lm_head.weight = model.embed.weight
-    rope = rope_table(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
-    model.to(device=device, dtype=dtype)
-    model.rope = rope.to(device)
-    model.eval().requires_grad_(False)
-    if prepack:
-        prepack_linears(model, matmul_dtype, keep_dtype=[model.lm_head])
-    return model

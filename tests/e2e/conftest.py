@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server_ref.engine.engine import EngineConfig, LLMEngine
-from server_ref.engine.runner import pick_device
+from server_ref.engine.build import EngineConfig, build_engine
+from server_ref.engine.device import pick_device
+from server_ref.engine.engine import LLMEngine
 
 
 def e2e_dtype() -> str:
@@ -23,7 +24,7 @@ def _build_engine(gguf: Path, dtype: str) -> LLMEngine:
     config = EngineConfig(
         device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"), dtype=dtype, kv_cache_mib=256
     )
-    return LLMEngine.from_gguf(str(gguf), config)
+    return build_engine(str(gguf), config)
 
 
 @pytest.fixture(scope="session")

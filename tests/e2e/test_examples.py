@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration.live_clients import FINISHED, parse_series
-from integration.live_server import REPO_ROOT, LiveServer, free_port, live_server
+from kit.live_clients import FINISHED, parse_series
+from kit.live_server import REPO_ROOT, LiveServer, free_port, live_server
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from integration.live_clients import greedy_chat_stream
-from integration.live_server import LiveServer, live_server
+from kit.live_clients import greedy_chat_stream
+from kit.live_server import LiveServer, live_server
 from openai.types.chat import ChatCompletionMessageParam
 
 pytestmark = pytest.mark.e2e

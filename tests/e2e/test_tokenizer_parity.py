@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server_ref.tokenizer import GGUFTokenizer, load_gguf_tokenizer
+from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from integration.live_server import LiveServer, live_server
+from kit.live_server import LiveServer, live_server
 from playwright.sync_api import (
     Browser,
     Page,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_clients import MODES, OpenAICalls
-from live_server import LiveServer, ServerFactory, live_server
+from kit.live_clients import MODES, OpenAICalls
+from kit.live_server import LiveServer, ServerFactory, live_server
 
 # 16 MiB of KV cache is 512 blocks of 16 tokens for the tiny model: room for every test here,
 # and small enough that a leaked block shows in the usage gauge.

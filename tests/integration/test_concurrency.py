@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from live_clients import (
+from kit.live_clients import (
     KV_USAGE,
     RUNNING,
     WAITING,

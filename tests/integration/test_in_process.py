@@ -20,11 +20,12 @@ import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
-from live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
+from kit.live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
 
 from server_ref.api.app import create_app
 from server_ref.engine.async_engine import AsyncEngine
-from server_ref.engine.engine import EngineConfig, LLMEngine
+from server_ref.engine.build import EngineConfig, build_engine
+from server_ref.engine.engine import LLMEngine
 
 LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
 
@@ -73,7 +74,7 @@ def running_engine(gguf: Path, kv_cache_mib: int = 16) -> Iterator[AsyncEngine]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess servers (see TINY_ENV in conftest)
     config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib)
-    engine = AsyncEngine(LLMEngine.from_gguf(str(gguf), config))
+    engine = AsyncEngine(build_engine(str(gguf), config))
     engine.start()
     try:
         yield engine

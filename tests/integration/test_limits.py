@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from live_clients import (
+from kit.live_clients import (
     KV_USAGE,
     RUNNING,
     WAITING,
@@ -20,7 +20,7 @@ from live_clients import (
     request_args,
     wait_for_metrics,
 )
-from live_server import LiveServer, ServerFactory
+from kit.live_server import LiveServer, ServerFactory
 
 IDLE = {RUNNING: 0.0, WAITING: 0.0, KV_USAGE: 0.0}
 BUSY = {"max_tokens": 100, "temperature": 0, "ignore_eos": True}

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from live_clients import OpenAICalls, outcome, request_args
+from kit.live_clients import OpenAICalls, outcome, request_args
 
 KINDS = ("chat", "completion")
 PROMPT = "The quick brown fox jumps over the lazy dog"

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from live_clients import KV_USAGE, RUNNING, WAITING, wait_for_metrics
-from live_server import LiveServer, ServerFactory
+from kit.live_clients import KV_USAGE, RUNNING, WAITING, wait_for_metrics
+from kit.live_server import LiveServer, ServerFactory
 
 import sdk
 

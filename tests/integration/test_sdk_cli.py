@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_clients import FINISHED, parse_series
-from live_server import REPO_ROOT, free_port
+from kit.live_clients import FINISHED, parse_series
+from kit.live_server import REPO_ROOT, free_port
 
 USAGE = re.compile(r"^\[usage\] prompt_tokens=(\d+) completion_tokens=(\d+)$", re.MULTILINE)
 RUN_TIMEOUT_S = 120.0

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from live_clients import RUNNING, WAITING, finished_count, wait_for_metrics
-from live_server import LiveServer, free_port
+from kit.live_clients import RUNNING, WAITING, finished_count, wait_for_metrics
+from kit.live_server import LiveServer, free_port
 
 import sdk
 from sdk.types import ChatCompletion, ChatCompletionChunk, Completion, ModelList

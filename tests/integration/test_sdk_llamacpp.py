@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import LiveServer, free_port, stop
+from kit.live_server import LiveServer, free_port, stop
 from test_sdk_live import MODES, Client, close_client, make_client, resolve, texts_of
 
 import sdk

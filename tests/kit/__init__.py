@@ -1,5 +1,11 @@
-"""Helpers shared by the tests (``from kit.clients import Api``): one package, one scheme.
+"""Helpers the tests share (imported as ``kit.*``; pytest puts ``tests/`` on ``sys.path``).
 
-``tests/`` is on ``sys.path`` (pytest's default import mode puts the directory of the root
-``conftest.py`` there), so ``kit`` imports the same from every test directory.
+- ``clients``: one test body against ``Client`` and ``AsyncClient`` (``Api``), and response
+  bodies for ``httpx.MockTransport`` (SSE, chunks, a body that records being closed).
+- ``tokenizer_server``: a scripted OpenAI-compatible server with a tokenizer export, a toy
+  BPE tokenizer and a simulated clock, for the SDK's policy tests.
+- ``tinymodel``: writes a tiny random-weight Llama GGUF with a byte-level vocabulary.
+- ``fake_engine``: a scripted ``EngineClient`` for HTTP-layer tests (no model, no torch).
+- ``live_server``: runs ``python -m server_ref serve`` as a subprocess for a block.
+- ``live_clients``: the official ``openai`` client, sync or async, and metrics polling.
 """

@@ -16,7 +16,7 @@ import pytest
 import sdk
 from server_ref.api import create_app
 from server_ref.engine.types import EngineStats, ModelInfo
-from server_ref.tokenizer import GGUFTokenizer, load_gguf_tokenizer
+from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 
 @dataclass
@@ -121,11 +121,9 @@ def test_model_routes_still_answer(gguf_tokenizer: GGUFTokenizer) -> None:
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_gguf: Path) -> Iterator[Any]:
     from server_ref.engine.async_engine import AsyncEngine
-    from server_ref.engine.engine import EngineConfig, LLMEngine
+    from server_ref.engine.build import EngineConfig, build_engine
 
-    engine = AsyncEngine(
-        LLMEngine.from_gguf(str(tiny_gguf), EngineConfig(device="cpu", kv_cache_mib=8))
-    )
+    engine = AsyncEngine(build_engine(str(tiny_gguf), EngineConfig(device="cpu", kv_cache_mib=8)))
     engine.start()
     yield engine
     engine.shutdown()

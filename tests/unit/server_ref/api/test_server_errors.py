@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from server_fake_engine import CHAT, FakeEngine, sse_events
+from kit.fake_engine import CHAT, FakeEngine, sse_events
 
 from sdk.types import ErrorResponse
 from server_ref.api import create_app

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from server_ref.api.loading import DeferredApp
+from server_ref.api.readiness import DeferredApp
 
 
 @pytest.mark.parametrize("path", ["/health", "/v1/models", "/v1/chat/completions"])

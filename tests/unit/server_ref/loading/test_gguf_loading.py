@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
-from tinymodel import QUANT_TYPES, write_tiny_gguf
+from kit.tinymodel import QUANT_TYPES, write_tiny_gguf
 
 from server_ref.loading.gguf import (
     SUPPORTED_TENSOR_TYPES,
@@ -21,7 +21,7 @@ from server_ref.loading.gguf import (
     open_gguf,
     read_config,
 )
-from server_ref.models.llama import build_model
+from server_ref.loading.llama_weights import build_model
 
 # types gguf can quantize, plus K/I-quants that gguf can only dequantize (written as raw blocks)
 QUANTIZABLE = [Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.TQ1_0, Q.TQ2_0]

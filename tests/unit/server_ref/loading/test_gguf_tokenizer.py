@@ -1,4 +1,4 @@
-"""server_ref.tokenizer on tiny GGUF files written here (tokenizer metadata + one tensor)."""
+"""loading.gguf_tokenizer on tiny GGUF files written here (tokenizer metadata + one tensor)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")
 
 from sdk.tokens import ChatTemplateError, TokenizerError  # noqa: E402
-from server_ref.tokenizer import (  # noqa: E402
+from server_ref.loading.gguf_tokenizer import (  # noqa: E402
     GGUFTokenizer,
     encoding_from_gguf,
     load_gguf_tokenizer,

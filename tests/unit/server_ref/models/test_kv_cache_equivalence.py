@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
-from tinymodel import write_tiny_gguf
+from kit.tinymodel import write_tiny_gguf
 
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
+from server_ref.engine.step_plan import slots_of
 from server_ref.engine.types import SamplingParams
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
-from server_ref.models.llama import Llama, build_model
+from server_ref.loading.llama_weights import build_model
+from server_ref.models.llama import Llama
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -124,7 +126,7 @@ def _decode(
                 got.append(row.clone())
             seq.output_ids.append(int(row.argmax()))
     n = seqs[watch].num_computed
-    slots = runner._slots(blocks.table(seqs[watch].request_id), 0, n)
+    slots = slots_of(blocks.table(seqs[watch].request_id), 0, n, blocks.block_size)
     kv = torch.stack([runner.cache.k[:, :, slots], runner.cache.v[:, :, slots]])
     return got, kv
 

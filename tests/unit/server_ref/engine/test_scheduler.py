@@ -1,4 +1,4 @@
-"""Scheduler: chunked prefill, caps, queue bound, preemption on KV exhaustion, finish.
+"""Scheduler: chunked prefill, caps, queue bound and room, preemption on KV exhaustion, finish.
 
 ``step`` does to the sequences what the engine does after a forward pass: every scheduled
 entry advances ``num_computed`` by ``num_new``; entries that sample get one (fake) token.
@@ -54,6 +54,7 @@ def step(sched: Scheduler) -> list[ScheduledSeq]:
             s.seq.output_ids.append(FAKE_TOKEN)
             if len(s.seq.output_ids) >= s.seq.params.max_tokens:
                 sched.finish(s.seq)
+    assert sched.queue_room() == sched.max_queue - len(sched.waiting)  # admissions, preemptions
     return batch
 
 
@@ -132,8 +133,11 @@ def test_waiting_queue_bound_raises_queue_full() -> None:
         sched.add(make_seq("c", 2))
     assert info.value.retry_after > 0
     assert [s.request_id for s in sched.waiting] == ["a", "b"]
+    assert sched.queue_room() == 0
     step(sched)  # both admitted: the queue has room again
+    assert sched.queue_room() == 2
     sched.add(make_seq("c", 2))
+    assert sched.queue_room() == 1
 
 
 @pytest.mark.parametrize("extra", [0, 1])
@@ -187,8 +191,10 @@ def test_finish_frees_blocks_and_is_idempotent() -> None:
         sched.finish(a)
         assert a.finished and a not in sched.running
         assert sched.blocks.num_used == 0 and sched.blocks.table("a") == []
+    assert sched.queue_room() == sched.max_queue - 1
     sched.finish(b)  # still waiting: removed from the queue
     assert b.finished and not sched.waiting and not sched.has_work()
+    assert sched.queue_room() == sched.max_queue
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_fake_engine import CHAT, FakeEngine, sse_events
+from kit.fake_engine import CHAT, FakeEngine, sse_events
 
 from server_ref.api import create_app
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_fake_engine import CHAT, FakeEngine, sse_events
+from kit.fake_engine import CHAT, FakeEngine, sse_events
 
 from sdk.types import ChatCompletion, ChatCompletionChunk, Completion, ModelList
 from server_ref.api import create_app

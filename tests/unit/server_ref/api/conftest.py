@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from server_fake_engine import FakeEngine
+from kit.fake_engine import FakeEngine
 
 from server_ref.api import create_app
 

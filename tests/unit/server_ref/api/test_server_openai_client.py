@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 from fastapi import FastAPI
-from server_fake_engine import FakeEngine
+from kit.fake_engine import FakeEngine
 from starlette.testclient import TestClient
 
 from server_ref.api import create_app

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.llama_weights import build_model
 from server_ref.models import prepack
-from server_ref.models.llama import Llama, build_model
+from server_ref.models.llama import Llama
 from server_ref.models.prepack import PackedLinear, prepack_linears
 
 needs_onednn = pytest.mark.skipif(
@@ -124,26 +125,6 @@ def test_mixed_precision_keeps_fp32_activations_and_an_fp32_head(tiny_gguf: Path
     # bf16 rounding of weights and matmul inputs: close to fp32, and not the same numbers
     torch.testing.assert_close(got, want, atol=0.1, rtol=0)
     assert not torch.equal(got, want)
-
-
-def test_pick_device_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
-    from server_ref.engine import runner
-
-    cpu = torch.device("cpu")
-    f32, bf16 = torch.float32, torch.bfloat16
-    assert runner.pick_device("cpu", "float32") == (cpu, f32, f32)
-    assert runner.pick_device("cpu", "bfloat16") == (cpu, bf16, bf16)
-    assert runner.pick_device("cpu", "mixed") == (cpu, f32, bf16)
-    # auto: mixed only where bf16 matmuls are native (emulated bf16 would be slower than fp32)
-    monkeypatch.setattr(runner, "has_native_bf16", lambda: True)
-    assert runner.pick_device("cpu", "auto") == (cpu, f32, bf16)
-    monkeypatch.setattr(runner, "has_native_bf16", lambda: False)
-    assert runner.pick_device("cpu", "auto") == (cpu, f32, f32)
-    with pytest.raises(ValueError, match="unknown dtype 'float16'; use auto, float32"):
-        runner.pick_device("cpu", "float16")
-    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
-    with pytest.raises(ValueError, match="mixed is a CPU mode"):
-        runner.pick_device("cuda", "mixed")
 
 
 @needs_onednn

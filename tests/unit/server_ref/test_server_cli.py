@@ -16,7 +16,7 @@ import pytest
 from server_ref import cli
 from server_ref.loading import registry
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _run_module(*args: str) -> subprocess.CompletedProcess[str]:

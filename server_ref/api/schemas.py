@@ -2,9 +2,10 @@
 
 The wire contract lives in ``sdk.types``; here each request model is subclassed to add ranges
 (``0 <= temperature <= 2``, ``n >= 1`` ...) and to refuse NaN/Infinity. Unknown fields are
-accepted and ignored (clients such as LangChain always send a few; rejecting them is a recurring
-compatibility bug, see the server anchors), except the few in ``UNSUPPORTED_FIELDS`` whose
-silent omission would change what the client gets (tools, JSON mode): those are a 400.
+accepted and ignored: clients such as LangChain always send a few, and servers that reject
+them break those clients (a 422 for ``stream_options`` in openai/openai-agents-python#442, a
+400 in vercel/ai#1578). The exceptions are the few in ``UNSUPPORTED_FIELDS`` whose silent
+omission would change what the client gets (tools, JSON mode): those are a 400.
 
 ``parse_body`` is the one place a request body becomes a model: UTF-8 check, JSON parse,
 validation, each failure a 400 naming the problem.
