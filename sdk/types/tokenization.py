@@ -8,7 +8,7 @@ from typing import TypedDict
 from pydantic import Field, model_validator
 
 from ._base import APIObject, RequestModel
-from .chat import ChatMessage, ChatMessageParam
+from .chat_messages import ChatMessage, ChatMessageParam
 
 __all__ = [
     "DetokenizeRequest",

@@ -110,7 +110,7 @@ def _harmless(name: str, value: Any) -> bool:
 
 def reject_unsupported(req: BaseModel) -> None:
     """400 for unimplemented fields that matter (see ``UNSUPPORTED_FIELDS``)."""
-    for name, value in (req.model_extra or {}).items():
+    for name, value in req.model_dump(exclude_unset=True).items():  # typed fields too
         reason = UNSUPPORTED_FIELDS.get(name)
         if reason is not None and not _harmless(name, value):
             raise BadRequestError(f"'{name}': {reason}.", param=name, code="unsupported_parameter")
