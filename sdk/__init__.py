@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import tokens, types
+    from . import tokens, tools, types
     from ._async_client import AsyncClient
     from ._client import Client
     from ._exceptions import (
@@ -28,15 +28,20 @@ if TYPE_CHECKING:
         AuthenticationError,
         BadRequestError,
         ConflictError,
+        ContentFilterFinishReasonError,
         ContextWindowExceededError,
         InternalServerError,
         InvalidRequestParamsError,
+        LengthFinishReasonError,
         NotFoundError,
+        OutputParseError,
         PermissionDeniedError,
         RateLimitError,
         SDKError,
+        StructuredOutputError,
         TokenBudgetError,
         TokenRateLimitError,
+        ToolLoopLimitError,
         UnprocessableEntityError,
     )
     from ._protocol import (
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
     )
     from ._streaming import AsyncStream, Stream
     from .tokens import RateLimiter, TokenBudget, Tokenizer
+    from .tools import function_tool, pydantic_function_tool
     from .types import ResponseInfo
 
 __all__ = [
@@ -67,10 +73,13 @@ __all__ = [
     "Client",
     "CompletionAccumulator",
     "ConflictError",
+    "ContentFilterFinishReasonError",
     "ContextWindowExceededError",
     "InternalServerError",
     "InvalidRequestParamsError",
+    "LengthFinishReasonError",
     "NotFoundError",
+    "OutputParseError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
@@ -81,13 +90,18 @@ __all__ = [
     "SSEDecoder",
     "ServerSentEvent",
     "Stream",
+    "StructuredOutputError",
     "TokenBudget",
     "TokenBudgetError",
     "TokenRateLimitError",
     "Tokenizer",
+    "ToolLoopLimitError",
     "UnprocessableEntityError",
     "__version__",
+    "function_tool",
+    "pydantic_function_tool",
     "tokens",
+    "tools",
     "types",
 ]
 
@@ -100,6 +114,9 @@ _LAZY = {
     "ResponseInfo": "types",
     "types": "",
     "tokens": "",
+    "tools": "",
+    "function_tool": "tools",
+    "pydantic_function_tool": "tools",
     "RateLimiter": "tokens",
     "TokenBudget": "tokens",
     "Tokenizer": "tokens",
@@ -125,15 +142,20 @@ _LAZY = {
             "AuthenticationError",
             "BadRequestError",
             "ConflictError",
+            "ContentFilterFinishReasonError",
             "ContextWindowExceededError",
             "InternalServerError",
             "InvalidRequestParamsError",
+            "LengthFinishReasonError",
             "NotFoundError",
+            "OutputParseError",
             "PermissionDeniedError",
             "RateLimitError",
             "SDKError",
+            "StructuredOutputError",
             "TokenBudgetError",
             "TokenRateLimitError",
+            "ToolLoopLimitError",
             "UnprocessableEntityError",
         ],
         "_exceptions",

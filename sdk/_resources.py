@@ -10,10 +10,12 @@ The async classes below repeat the sync ones with ``await``, nothing more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from typing_extensions import Unpack
 
+from ._chat_streaming import AsyncChatCompletionStreamManager, ChatCompletionStreamManager
 from ._protocol import (
     RequestOptions,
     chat_completion_call,
@@ -23,17 +25,25 @@ from ._protocol import (
     embedding_call,
     model_list_call,
     model_retrieve_call,
+    parse_call,
+    parse_chat_completion,
+    parse_stream_call,
+    tool_loop,
 )
+from .tools import AsyncToolRunner, ToolLike, ToolLoopResult, ToolRunner
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionCreateParams,
+    ChatCompletionCreateParamsBase,
+    ChatCompletionParseParams,
     Completion,
     CompletionCreateParams,
     CreateEmbeddingResponse,
     EmbeddingCreateParams,
     Model,
     ModelList,
+    ParsedChatCompletion,
     TokenizeParams,
 )
 
@@ -50,6 +60,7 @@ __all__ = [
     "AsyncModels",
     "Chat",
     "ChatCompletionKwargs",
+    "ChatCompletionParseKwargs",
     "ChatCompletions",
     "CompletionKwargs",
     "Completions",
@@ -58,10 +69,21 @@ __all__ = [
     "Embeddings",
     "Models",
     "TokenizeKwargs",
+    "ToolLoopKwargs",
 ]
+
+T = TypeVar("T")
 
 
 class ChatCompletionKwargs(ChatCompletionCreateParams, RequestOptions, total=False):
+    pass
+
+
+class ChatCompletionParseKwargs(ChatCompletionParseParams, RequestOptions, total=False):
+    pass
+
+
+class ToolLoopKwargs(ChatCompletionCreateParamsBase, RequestOptions, total=False):
     pass
 
 
@@ -114,6 +136,69 @@ class ChatCompletions:
         if stream:
             return self._client._stream(*chat_completion_stream_call(kwargs))
         return self._client._request(*chat_completion_call(kwargs))
+
+    def parse(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ParsedChatCompletion[T]:
+        """``create``, with the reply parsed into ``response_format`` (a pydantic model,
+        dataclass or TypedDict), sent as its strict JSON schema (Structured Outputs).
+
+        >>> class Event(pydantic.BaseModel):
+        ...     name: str
+        ...     day: str
+        >>> completion = client.chat.completions.parse(  # doctest: +SKIP
+        ...     model="m", messages=[{"role": "user", "content": "..."}], response_format=Event
+        ... )
+        >>> completion.choices[0].message.parsed  # doctest: +SKIP
+        Event(name='Science fair', day='Friday')
+
+        Calls of tools made with ``pydantic_function_tool`` come back with
+        ``function.parsed_arguments``. A refusal sets ``message.refusal`` (``parsed`` stays
+        ``None``); a reply cut off by the token limit raises ``LengthFinishReasonError``, a
+        content-filter stop ``ContentFilterFinishReasonError``, invalid JSON
+        ``OutputParseError`` (with the raw text).
+        """
+        call, options, spec = parse_call(response_format, kwargs)
+        return parse_chat_completion(self._client._request(call, options), spec)
+
+    def stream(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ChatCompletionStreamManager[T]:
+        """``parse`` as a stream: a context manager whose ``text_stream`` yields text as it
+        arrives and whose ``get_final_completion()`` is the parsed completion.
+
+        >>> with client.chat.completions.stream(  # doctest: +SKIP
+        ...     model="m", messages=msgs, response_format=Event
+        ... ) as stream:
+        ...     for text in stream.text_stream:
+        ...         print(text, end="")
+        ...     event = stream.get_final_completion().choices[0].message.parsed
+        """
+        call, options, spec = parse_stream_call(response_format, kwargs)
+        return ChatCompletionStreamManager(lambda: self._client._stream(call, options), spec)
+
+    def run_tools(
+        self,
+        *,
+        tools: Sequence[ToolLike],
+        max_rounds: int = 10,
+        **kwargs: Unpack[ToolLoopKwargs],
+    ) -> ToolLoopResult:
+        """Let the model call Python functions until it answers (see ``sdk.tools``).
+
+        >>> def get_weather(city: str) -> str:
+        ...     '''The current weather in a city.'''
+        ...     return "sunny"
+        >>> result = client.chat.completions.run_tools(  # doctest: +SKIP
+        ...     model="m", messages=[{"role": "user", "content": "Paris?"}], tools=[get_weather]
+        ... )
+        >>> result.content, len(result.messages)  # doctest: +SKIP
+
+        Each round: ``create`` with the tools, run the functions the model called (arguments
+        validated; a failure is reported to the model as an error result), append its
+        message and the ``tool`` results. ``ToolLoopLimitError`` after ``max_rounds``.
+        """
+        return ToolRunner(self.create).run(tool_loop(tools, kwargs, max_rounds=max_rounds))
 
 
 class Chat:
@@ -195,6 +280,33 @@ class AsyncChatCompletions:
         if stream:
             return await self._client._stream(*chat_completion_stream_call(kwargs))
         return await self._client._request(*chat_completion_call(kwargs))
+
+    async def parse(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ParsedChatCompletion[T]:
+        """``ChatCompletions.parse`` for ``AsyncClient``."""
+        call, options, spec = parse_call(response_format, kwargs)
+        return parse_chat_completion(await self._client._request(call, options), spec)
+
+    def stream(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> AsyncChatCompletionStreamManager[T]:
+        """``ChatCompletions.stream`` for ``AsyncClient`` (``async with``)."""
+        call, options, spec = parse_stream_call(response_format, kwargs)
+        return AsyncChatCompletionStreamManager(lambda: self._client._stream(call, options), spec)
+
+    async def run_tools(
+        self,
+        *,
+        tools: Sequence[ToolLike],
+        max_rounds: int = 10,
+        **kwargs: Unpack[ToolLoopKwargs],
+    ) -> ToolLoopResult:
+        """``ChatCompletions.run_tools`` for ``AsyncClient``; ``async`` tools are awaited and
+        the calls of one round run concurrently."""
+        return await AsyncToolRunner(self.create).run(
+            tool_loop(tools, kwargs, max_rounds=max_rounds)
+        )
 
 
 class AsyncChat:

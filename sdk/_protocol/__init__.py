@@ -7,7 +7,10 @@
 * ``retry``      — which failures to retry and how long to wait (tenacity as a state machine)
 * ``sse``        — a push-style WHATWG Server-Sent Events decoder
 * ``stream``     — SSE events to typed chunks: ``[DONE]``, in-stream errors, truncation
+* ``deltas``     — the merge rules for streamed message deltas (tool calls by index ...)
 * ``accumulate`` — chunks folded back into the non-streaming result
+* ``strict_schema`` / ``structured`` — strict JSON schemas from types; ``parse()``'s results
+* ``function_tools`` / ``tool_loop`` — tools from Python functions; the tool-running loop
 * ``actions``    — what a flow asks its driver to do (send, read, close, sleep)
 * ``flow``       — the per-call generator that ties it together; the clients drive it
 
@@ -70,6 +73,14 @@ if TYPE_CHECKING:
     from .retry import backoff_delay, new_retrying, parse_retry_after, retry_delay, should_retry
     from .sse import ServerSentEvent, SSEDecoder
     from .stream import ChunkDecoder, stream_error
+    from .structured import (
+        ParseSpec,
+        parse_call,
+        parse_chat_completion,
+        parse_stream_call,
+        pydantic_function_tool,
+    )
+    from .tool_loop import ToolLoopResult, tool_loop
 
 __all__ = [
     "API_KEY_ENV",
@@ -90,6 +101,7 @@ __all__ = [
     "Close",
     "CompletionAccumulator",
     "Flow",
+    "ParseSpec",
     "ReadBody",
     "ReadChunk",
     "RequestOptions",
@@ -101,6 +113,7 @@ __all__ = [
     "Sleep",
     "StreamStart",
     "TimeoutTypes",
+    "ToolLoopResult",
     "backoff_delay",
     "build_request",
     "call_flow",
@@ -115,8 +128,12 @@ __all__ = [
     "model_list_call",
     "model_retrieve_call",
     "new_retrying",
+    "parse_call",
+    "parse_chat_completion",
     "parse_response",
     "parse_retry_after",
+    "parse_stream_call",
+    "pydantic_function_tool",
     "response_info",
     "retry_delay",
     "should_retry",
@@ -125,6 +142,7 @@ __all__ = [
     "stream_flow",
     "to_timeout",
     "tokenize_call",
+    "tool_loop",
     "update_config",
 ]
 
@@ -181,6 +199,13 @@ _LAZY = {
     "retry_delay": "retry",
     "should_retry": "retry",
     "ServerSentEvent": "sse",
+    "ParseSpec": "structured",
+    "parse_call": "structured",
+    "parse_chat_completion": "structured",
+    "parse_stream_call": "structured",
+    "pydantic_function_tool": "structured",
+    "ToolLoopResult": "tool_loop",
+    "tool_loop": "tool_loop",
     "SSEDecoder": "sse",
     "ChunkDecoder": "stream",
     "stream_error": "stream",
