@@ -3,6 +3,9 @@
 * ``encoding`` / ``chat_template`` — build a tiktoken encoding from a model's vocabulary and
   render its chat template in a sandbox. The server (``server_ref``) uses these same
   functions, which is what makes counts computed here equal the server's.
+* ``chat_render`` — ``render_chat``: a chat request (messages, tools, tool_choice) as prompt
+  text, with the model's own tool support or ``tool_format``'s generic JSON format (whose
+  reply schema and parser live there too).
 * ``export`` / ``remote`` — the server's tokenizer export, fetched once per model and cached
   on disk under its sha256 (``client.tokenizer(model)``); ``hosted`` — public encodings for
   hosted model names; estimates, flagged ``exact=False``, for servers that export nothing.
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sdk.tokens.budget import BudgetPlan, TokenBudget, TrimPolicy, fit_messages, fit_prompt
     from sdk.tokens.cache import RankCache
-    from sdk.tokens.chat_template import render_chat_template
+    from sdk.tokens.chat_render import render_chat, template_uses_tools
+    from sdk.tokens.chat_template import render_chat_template, template_variables
     from sdk.tokens.chunking import chunk_text
     from sdk.tokens.encoding import (
         PRE_TOKENIZER_PATTERNS,
@@ -46,6 +50,16 @@ if TYPE_CHECKING:
         OpenAITokenizer,
         Tokenizer,
     )
+    from sdk.tokens.tool_format import (
+        ToolCallText,
+        ToolReply,
+        ToolSpec,
+        active_tools,
+        generic_tool_messages,
+        parse_tool_reply,
+        tool_reply_schema,
+        tool_system_prompt,
+    )
 
 __all__ = [
     "PRE_TOKENIZER_PATTERNS",
@@ -60,7 +74,11 @@ __all__ = [
     "TokenCountWarning",
     "Tokenizer",
     "TokenizerError",
+    "ToolCallText",
+    "ToolReply",
+    "ToolSpec",
     "TrimPolicy",
+    "active_tools",
     "build_encoding",
     "chunk_text",
     "decode_bytes",
@@ -70,13 +88,20 @@ __all__ = [
     "export_tokenizer",
     "fit_messages",
     "fit_prompt",
+    "generic_tool_messages",
     "hosted_tokenizer",
     "parse_ranks",
+    "parse_tool_reply",
     "pattern_for_pre_tokenizer",
     "ranks_sha256",
+    "render_chat",
     "render_chat_template",
     "template_messages",
+    "template_uses_tools",
+    "template_variables",
     "tokenizer_from_export",
+    "tool_reply_schema",
+    "tool_system_prompt",
     "vocab_size",
 ]
 
@@ -85,7 +110,21 @@ _LAZY = {
         ["BudgetPlan", "TokenBudget", "TrimPolicy", "fit_messages", "fit_prompt"], "budget"
     ),
     "RankCache": "cache",
-    "render_chat_template": "chat_template",
+    **dict.fromkeys(["render_chat_template", "template_variables"], "chat_template"),
+    **dict.fromkeys(["render_chat", "template_uses_tools"], "chat_render"),
+    **dict.fromkeys(
+        [
+            "ToolCallText",
+            "ToolReply",
+            "ToolSpec",
+            "active_tools",
+            "generic_tool_messages",
+            "parse_tool_reply",
+            "tool_reply_schema",
+            "tool_system_prompt",
+        ],
+        "tool_format",
+    ),
     "chunk_text": "chunking",
     **dict.fromkeys(
         [
