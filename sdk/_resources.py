@@ -28,8 +28,8 @@ from ._protocol import (
     parse_call,
     parse_chat_completion,
     parse_stream_call,
-    tool_loop,
 )
+from ._protocol.tool_loop import tool_loop
 from .tools import AsyncToolRunner, ToolLike, ToolLoopResult, ToolRunner
 from .types import (
     ChatCompletion,

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
         parse_stream_call,
         pydantic_function_tool,
     )
-    from .tool_loop import ToolLoopResult, tool_loop
+    from .tool_loop import ToolLoopResult
 
 __all__ = [
     "API_KEY_ENV",
@@ -142,7 +142,6 @@ __all__ = [
     "stream_flow",
     "to_timeout",
     "tokenize_call",
-    "tool_loop",
     "update_config",
 ]
 
@@ -205,7 +204,6 @@ _LAZY = {
     "parse_stream_call": "structured",
     "pydantic_function_tool": "structured",
     "ToolLoopResult": "tool_loop",
-    "tool_loop": "tool_loop",
     "SSEDecoder": "sse",
     "ChunkDecoder": "stream",
     "stream_error": "stream",

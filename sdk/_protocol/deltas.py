@@ -72,7 +72,7 @@ def _merged(key: str, old: Any, new: Any) -> Any:
         merge(target, new.items())
         return target
     if isinstance(new, list):
-        items = [dict(model_items(x)) if isinstance(x, BaseModel) else x for x in new]
+        items = [x.model_dump(exclude_unset=True) if isinstance(x, BaseModel) else x for x in new]
         return [*old, *items] if type(old) is list else items
     return new
 

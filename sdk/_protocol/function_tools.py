@@ -120,7 +120,11 @@ def _field(tool: str, parameter: inspect.Parameter, hints: dict[str, Any], doc: 
         )
     annotation = hints.get(parameter.name, Any)
     default = ... if parameter.default is parameter.empty else parameter.default
-    return (annotation, pydantic.Field(default, description=doc))
+    # (no description=None: it would hide one given with Annotated[..., Field(description=)])
+    return (
+        annotation,
+        pydantic.Field(default, description=doc) if doc else pydantic.Field(default),
+    )
 
 
 def _docstring(doc: str) -> tuple[str, dict[str, str]]:
