@@ -12,7 +12,14 @@ from pydantic import BaseModel
 import sdk
 from sdk import types
 from sdk._protocol import RequestOptions
-from sdk._resources import ChatCompletionKwargs, CompletionKwargs, EmbeddingKwargs, TokenizeKwargs
+from sdk._resources import (
+    ChatCompletionKwargs,
+    ChatCompletionParseKwargs,
+    CompletionKwargs,
+    EmbeddingKwargs,
+    TokenizeKwargs,
+    ToolLoopKwargs,
+)
 
 
 def test_everything_in_all_is_importable() -> None:
@@ -60,6 +67,8 @@ def test_protocol_names_load_lazily() -> None:
     ("kwargs", "model", "skip"),
     [
         (ChatCompletionKwargs, types.ChatCompletionRequest, {"stream"}),
+        (ChatCompletionParseKwargs, types.ChatCompletionRequest, {"stream", "response_format"}),
+        (ToolLoopKwargs, types.ChatCompletionRequest, {"stream", "response_format", "tools"}),
         (CompletionKwargs, types.CompletionRequest, {"stream"}),
         (EmbeddingKwargs, types.EmbeddingRequest, set()),
         (TokenizeKwargs, types.TokenizeRequest, set()),
