@@ -18,7 +18,7 @@ from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import tokens as tokens, types as types
+    from . import tokens as tokens, tools as tools, types as types
     from ._async_client import AsyncClient as AsyncClient
     from ._client import Client as Client
     from ._exceptions import (
@@ -30,15 +30,20 @@ if TYPE_CHECKING:
         AuthenticationError as AuthenticationError,
         BadRequestError as BadRequestError,
         ConflictError as ConflictError,
+        ContentFilterFinishReasonError as ContentFilterFinishReasonError,
         ContextWindowExceededError as ContextWindowExceededError,
         InternalServerError as InternalServerError,
         InvalidRequestParamsError as InvalidRequestParamsError,
+        LengthFinishReasonError as LengthFinishReasonError,
         NotFoundError as NotFoundError,
+        OutputParseError as OutputParseError,
         PermissionDeniedError as PermissionDeniedError,
         RateLimitError as RateLimitError,
         SDKError as SDKError,
+        StructuredOutputError as StructuredOutputError,
         TokenBudgetError as TokenBudgetError,
         TokenRateLimitError as TokenRateLimitError,
+        ToolLoopLimitError as ToolLoopLimitError,
         UnprocessableEntityError as UnprocessableEntityError,
     )
     from ._policies.counting import TokenCount as TokenCount
@@ -57,6 +62,10 @@ if TYPE_CHECKING:
     from ._streaming import AsyncStream as AsyncStream, Stream as Stream
     from .tokens.budget import TokenBudget as TokenBudget
     from .tokens.tokenizer import Tokenizer as Tokenizer
+    from .tools import (
+        function_tool as function_tool,
+        pydantic_function_tool as pydantic_function_tool,
+    )
     from .types import ResponseInfo as ResponseInfo
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

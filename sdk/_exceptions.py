@@ -7,6 +7,11 @@
     ├── TokenBudgetError (also ValueError)            a local token check refused the call; not sent
     │   ├── ContextWindowExceededError                prompt + max_tokens exceed the context window
     │   └── TokenRateLimitError                       one call needs more than tokens_per_minute
+    ├── StructuredOutputError                         parse(): the reply is not the requested type
+    │   ├── LengthFinishReasonError                   the reply was cut off by the token limit
+    │   ├── ContentFilterFinishReasonError            a content filter stopped the reply
+    │   └── OutputParseError (also ValueError)        not JSON, or JSON the type does not accept
+    ├── ToolLoopLimitError                            run_tools: still calling tools at max_rounds
     └── APIError                                      something went wrong talking to the server
         ├── APIConnectionError                        no complete answer: refused, reset, cut off
         │   └── APITimeoutError                       a connect/read/write/pool timeout fired
@@ -20,6 +25,10 @@
             ├── UnprocessableEntityError      422
             ├── RateLimitError                429
             └── InternalServerError           >= 500
+
+``StructuredOutputError``s carry the ``completion`` they were raised for (a refusal is not
+an error: it sets ``message.refusal`` and leaves ``parsed`` empty); ``OutputParseError`` also
+carries the raw ``text``. ``ToolLoopLimitError`` carries the conversation so far.
 
 ``TokenizerError`` and ``ChatTemplateError`` are defined in ``sdk.tokens.errors`` (the server
 raises them too); the token-budget errors carry the counts (``prompt_tokens``, ``max_tokens``,
@@ -38,11 +47,14 @@ messages are built from status, URL path and server text only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:  # the clients import this module; the wire models load on the first call
+    from .types import ChatCompletion
 
 __all__ = [
     "APIConnectionError",
@@ -53,15 +65,20 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ContentFilterFinishReasonError",
     "ContextWindowExceededError",
     "InternalServerError",
     "InvalidRequestParamsError",
+    "LengthFinishReasonError",
     "NotFoundError",
+    "OutputParseError",
     "PermissionDeniedError",
     "RateLimitError",
     "SDKError",
+    "StructuredOutputError",
     "TokenBudgetError",
     "TokenRateLimitError",
+    "ToolLoopLimitError",
     "UnprocessableEntityError",
     "map_transport_errors",
     "status_error_class",
@@ -121,6 +138,75 @@ class ContextWindowExceededError(TokenBudgetError):
 class TokenRateLimitError(TokenBudgetError):
     """One call needs more tokens than the rate limiter's ``tokens_per_minute``: it could never
     be admitted, so it fails at once instead of waiting forever."""
+
+
+class StructuredOutputError(SDKError):
+    """``parse()`` got a reply that cannot become the requested type; ``completion`` is it."""
+
+    def __init__(self, message: str, *, completion: ChatCompletion) -> None:
+        super().__init__(message)
+        self.completion = completion
+
+
+class LengthFinishReasonError(StructuredOutputError):
+    """The reply stopped at ``max_tokens`` / the context window, so its JSON is incomplete.
+
+    >>> try:
+    ...     client.chat.completions.parse(..., response_format=Event, max_tokens=5)
+    ... except LengthFinishReasonError as exc:  # doctest: +SKIP
+    ...     print(exc.completion.usage)
+    """
+
+    def __init__(self, *, completion: ChatCompletion) -> None:
+        usage = completion.usage
+        super().__init__(
+            "could not parse the reply: it was cut off by the token limit "
+            f"(finish_reason='length'; usage: {usage!r}); raise max_tokens",
+            completion=completion,
+        )
+
+
+class ContentFilterFinishReasonError(StructuredOutputError):
+    """The service's content filter stopped the reply (``finish_reason="content_filter"``)."""
+
+    def __init__(self, *, completion: ChatCompletion) -> None:
+        super().__init__(
+            "could not parse the reply: the service's content filter stopped it "
+            "(finish_reason='content_filter')",
+            completion=completion,
+        )
+
+
+class OutputParseError(StructuredOutputError, ValueError):
+    """The reply (or a tool call's arguments) is not JSON, or not JSON the type accepts.
+
+    ``text`` is the raw reply; ``errors`` pydantic's list of what did not validate.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        completion: ChatCompletion,
+        text: str,
+        errors: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(message, completion=completion)
+        self.text = text
+        self.errors = list(errors)
+
+
+class ToolLoopLimitError(SDKError):
+    """``run_tools`` ran ``max_rounds`` rounds of tool calls and the model still asks for more.
+
+    ``messages`` is the conversation so far (tool results included) and ``completion`` the
+    last reply, so a caller can continue it (say, with ``tool_choice="none"``).
+    """
+
+    def __init__(self, message: str, *, messages: list[Any], completion: ChatCompletion) -> None:
+        super().__init__(message)
+        self.messages = messages
+        self.completion = completion
 
 
 class APIError(SDKError):

@@ -1,6 +1,6 @@
 """The API resources: ``client.chat.completions``, ``completions``, ``embeddings``, ``models``.
 
-Each method is a line: hand the client a ``_protocol`` builder (which validates the
+Each method is a line or two: hand the client a ``_protocol`` builder (which validates the
 parameters against ``sdk.types`` before anything is sent) and the keyword arguments.
 Keyword arguments are typed with ``Unpack[TypedDict]``: the wire parameters from
 ``sdk.types`` plus the per-call ``CallOptions`` (timeout, max_retries, extra_headers,
@@ -11,10 +11,12 @@ The async classes below repeat the sync ones with ``await``, nothing more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from typing_extensions import Unpack
 
+from ._chat_streaming import AsyncChatCompletionStreamManager, ChatCompletionStreamManager
 from ._policies.options import CallOptions
 from ._protocol.options import RequestOptions
 from ._protocol.request import (
@@ -26,16 +28,22 @@ from ._protocol.request import (
     model_list_call,
     model_retrieve_call,
 )
+from ._protocol.structured import parse_chat_completion, prepare_parse
+from ._protocol.tool_loop import tool_loop
+from .tools import AsyncToolRunner, ToolLike, ToolLoopResult, ToolRunner
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionCreateParams,
+    ChatCompletionCreateParamsBase,
+    ChatCompletionParseParams,
     Completion,
     CompletionCreateParams,
     CreateEmbeddingResponse,
     EmbeddingCreateParams,
     Model,
     ModelList,
+    ParsedChatCompletion,
     TokenizeParams,
 )
 
@@ -52,6 +60,7 @@ __all__ = [
     "AsyncModels",
     "Chat",
     "ChatCompletionKwargs",
+    "ChatCompletionParseKwargs",
     "ChatCompletions",
     "CompletionKwargs",
     "Completions",
@@ -60,10 +69,21 @@ __all__ = [
     "Embeddings",
     "Models",
     "TokenizeKwargs",
+    "ToolLoopKwargs",
 ]
+
+T = TypeVar("T")
 
 
 class ChatCompletionKwargs(ChatCompletionCreateParams, CallOptions, total=False):
+    pass
+
+
+class ChatCompletionParseKwargs(ChatCompletionParseParams, CallOptions, total=False):
+    pass
+
+
+class ToolLoopKwargs(ChatCompletionCreateParamsBase, CallOptions, total=False):
     pass
 
 
@@ -71,11 +91,11 @@ class CompletionKwargs(CompletionCreateParams, CallOptions, total=False):
     pass
 
 
-class EmbeddingKwargs(EmbeddingCreateParams, RequestOptions, total=False):
+class EmbeddingKwargs(EmbeddingCreateParams, CallOptions, total=False):
     pass
 
 
-class TokenizeKwargs(TokenizeParams, RequestOptions, total=False):
+class TokenizeKwargs(TokenizeParams, CallOptions, total=False):
     pass
 
 
@@ -116,6 +136,73 @@ class ChatCompletions:
         if stream:
             return self._client._stream(chat_completion_stream_call, kwargs)
         return self._client._request(chat_completion_call, kwargs)
+
+    def parse(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ParsedChatCompletion[T]:
+        """``create``, with the reply parsed into ``response_format`` (a pydantic model,
+        dataclass or TypedDict), sent as its strict JSON schema (Structured Outputs).
+
+        >>> class Event(pydantic.BaseModel):
+        ...     name: str
+        ...     day: str
+        >>> completion = client.chat.completions.parse(  # doctest: +SKIP
+        ...     model="m", messages=[{"role": "user", "content": "..."}], response_format=Event
+        ... )
+        >>> completion.choices[0].message.parsed  # doctest: +SKIP
+        Event(name='Science fair', day='Friday')
+
+        Calls of tools made with ``pydantic_function_tool`` come back with
+        ``function.parsed_arguments``. A refusal sets ``message.refusal`` (``parsed`` stays
+        ``None``); a reply cut off by the token limit raises ``LengthFinishReasonError``, a
+        content-filter stop ``ContentFilterFinishReasonError``, invalid JSON
+        ``OutputParseError`` (with the raw text).
+        """
+        params, spec = prepare_parse(response_format, kwargs)
+        completion = self._client._request(chat_completion_call, params)
+        return parse_chat_completion(completion, spec)
+
+    def stream(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ChatCompletionStreamManager[T]:
+        """``parse`` as a stream: a context manager whose ``text_stream`` yields text as it
+        arrives and whose ``get_final_completion()`` is the parsed completion.
+
+        >>> with client.chat.completions.stream(  # doctest: +SKIP
+        ...     model="m", messages=msgs, response_format=Event
+        ... ) as stream:
+        ...     for text in stream.text_stream:
+        ...         print(text, end="")
+        ...     event = stream.get_final_completion().choices[0].message.parsed
+        """
+        params, spec = prepare_parse(response_format, kwargs)
+        stream = self._client._stream
+        return ChatCompletionStreamManager(
+            lambda: stream(chat_completion_stream_call, params), spec
+        )
+
+    def run_tools(
+        self,
+        *,
+        tools: Sequence[ToolLike],
+        max_rounds: int = 10,
+        **kwargs: Unpack[ToolLoopKwargs],
+    ) -> ToolLoopResult:
+        """Let the model call Python functions until it answers (see ``sdk.tools``).
+
+        >>> def get_weather(city: str) -> str:
+        ...     '''The current weather in a city.'''
+        ...     return "sunny"
+        >>> result = client.chat.completions.run_tools(  # doctest: +SKIP
+        ...     model="m", messages=[{"role": "user", "content": "Paris?"}], tools=[get_weather]
+        ... )
+        >>> result.content, len(result.messages)  # doctest: +SKIP
+
+        Each round: ``create`` with the tools, run the functions the model called (arguments
+        validated; a failure is reported to the model as an error result), append its
+        message and the ``tool`` results. ``ToolLoopLimitError`` after ``max_rounds``.
+        """
+        return ToolRunner(self.create).run(tool_loop(tools, kwargs, max_rounds=max_rounds))
 
 
 class Chat:
@@ -197,6 +284,37 @@ class AsyncChatCompletions:
         if stream:
             return await self._client._stream(chat_completion_stream_call, kwargs)
         return await self._client._request(chat_completion_call, kwargs)
+
+    async def parse(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> ParsedChatCompletion[T]:
+        """``ChatCompletions.parse`` for ``AsyncClient``."""
+        params, spec = prepare_parse(response_format, kwargs)
+        completion = await self._client._request(chat_completion_call, params)
+        return parse_chat_completion(completion, spec)
+
+    def stream(
+        self, *, response_format: type[T] | None = None, **kwargs: Unpack[ChatCompletionParseKwargs]
+    ) -> AsyncChatCompletionStreamManager[T]:
+        """``ChatCompletions.stream`` for ``AsyncClient`` (``async with``)."""
+        params, spec = prepare_parse(response_format, kwargs)
+        stream = self._client._stream
+        return AsyncChatCompletionStreamManager(
+            lambda: stream(chat_completion_stream_call, params), spec
+        )
+
+    async def run_tools(
+        self,
+        *,
+        tools: Sequence[ToolLike],
+        max_rounds: int = 10,
+        **kwargs: Unpack[ToolLoopKwargs],
+    ) -> ToolLoopResult:
+        """``ChatCompletions.run_tools`` for ``AsyncClient``; ``async`` tools are awaited and
+        the calls of one round run concurrently."""
+        return await AsyncToolRunner(self.create).run(
+            tool_loop(tools, kwargs, max_rounds=max_rounds)
+        )
 
 
 class AsyncChat:

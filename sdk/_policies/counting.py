@@ -8,7 +8,8 @@ hosted-model encoding or an estimate (``exact=False``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdk._protocol.actions import Flow
@@ -52,10 +53,14 @@ class Counter:
     exact: bool
     server_context: int | None = None
     used_tokenize: bool = False
+    # a chat's tools, tool_choice and parallel_tool_calls: part of every chat prompt counted
+    chat_options: Mapping[str, Any] = field(default_factory=dict)
 
     def count(self, request: CountRequest) -> Flow[int]:
         if self.tokenizer.source == "estimate":
-            remote = yield from remote_count_flow(self.config, self.registry, self.model, request)
+            remote = yield from remote_count_flow(
+                self.config, self.registry, self.model, request, self.chat_options
+            )
             if remote is not None:
                 self.exact = self.used_tokenize = True
                 count, context = remote
@@ -64,17 +69,27 @@ class Counter:
             self.exact = False
         if isinstance(request, str):
             return self.tokenizer.count(request)
-        return self.tokenizer.count_chat(request)
+        return self.tokenizer.count_chat(request, **self.chat_options)
 
     def context_length(self, budget: TokenBudget | None = None) -> int | None:
         explicit = budget.context_length if budget is not None else None
         return explicit or self.tokenizer.context_length or self.server_context
 
 
-def counter_flow(config: ClientConfig, registry: TokenizerRegistry, model: str) -> Flow[Counter]:
-    """A ``Counter`` for ``model`` (its tokenizer fetched once per client)."""
+CHAT_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+def counter_flow(
+    config: ClientConfig,
+    registry: TokenizerRegistry,
+    model: str,
+    body: Mapping[str, Any] | None = None,
+) -> Flow[Counter]:
+    """A ``Counter`` for ``model`` (its tokenizer fetched once per client); ``body``: the
+    chat request whose tools belong to every count."""
     tokenizer = yield from tokenizer_flow(config, registry, model)
-    return Counter(config, registry, model, tokenizer, exact=tokenizer.exact)
+    options = {k: body[k] for k in CHAT_OPTIONS if body and body.get(k) is not None}
+    return Counter(config, registry, model, tokenizer, tokenizer.exact, chat_options=options)
 
 
 def count_flow(

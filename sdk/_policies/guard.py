@@ -124,7 +124,7 @@ def _plan(
         raise InvalidRequestParamsError(
             "a token budget or a tokens-per-minute limit needs to know the model: pass model=..."
         )
-    counter = yield from counter_flow(config, policies.tokenizers, model)
+    counter = yield from counter_flow(config, policies.tokenizers, model, body)
     max_key = (
         "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     )

@@ -19,6 +19,7 @@ budgets use it when the local tokenizer is only an estimate.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -157,6 +158,7 @@ def remote_count_flow(
     registry: TokenizerRegistry,
     model: str,
     request: list[dict[str, Any]] | str,
+    chat_options: Mapping[str, Any] | None = None,
 ) -> Flow[tuple[int, int | None] | None]:
     """(tokens, the server's context length) from ``POST /tokenize``, or ``None`` when the
     server has no such endpoint (remembered, and warned about once)."""
@@ -167,7 +169,7 @@ def remote_count_flow(
     if isinstance(request, str):
         params["prompt"] = request
     else:
-        params.update(messages=request, add_generation_prompt=True)
+        params.update(messages=request, add_generation_prompt=True, **(chat_options or {}))
     try:
         answer = yield from call_flow(config, *tokenize_call(params))
     except (APIStatusError, APIResponseValidationError) as exc:

@@ -7,7 +7,10 @@
 * ``retry``      — which failures to retry and how long to wait (tenacity as a state machine)
 * ``sse``        — a push-style WHATWG Server-Sent Events decoder
 * ``stream``     — SSE events to typed chunks: ``[DONE]``, in-stream errors, truncation
+* ``deltas``     — the merge rules for streamed message deltas (tool calls by index ...)
 * ``accumulate`` — chunks folded back into the non-streaming result
+* ``strict_schema`` / ``structured`` — strict JSON schemas from types; ``parse()``'s results
+* ``function_tools`` / ``tool_loop`` — tools from Python functions; the tool-running loop
 * ``actions``    — what a flow asks its driver to do (send, read, close, sleep)
 * ``flow``       — the per-call generator that ties it together; the clients drive it
 

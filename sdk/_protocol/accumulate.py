@@ -7,8 +7,10 @@ Pure state machines, usable with any byte source:
 ...     acc.add(chunk)
 >>> acc.result().choices[0].message.content  # doctest: +SKIP
 
-Choices are kept apart by ``index`` (``n > 1`` streams interleave them); text and logprobs
-are concatenated, ``finish_reason`` and ``usage`` keep the last value seen.
+Choices are kept apart by ``index`` (``n > 1`` streams interleave them); message deltas are
+merged by the rules in ``deltas`` (text concatenated, tool calls merged by index, unknown
+fields kept); logprobs are concatenated; ``finish_reason``, ``usage`` and unknown chunk and
+choice fields keep the last value seen.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..types import (
     CompletionLogprobs,
     CompletionUsage,
 )
+from .deltas import finish, merge, model_items
 
 __all__ = ["Accumulator", "ChatCompletionAccumulator", "CompletionAccumulator"]
 
@@ -48,13 +51,15 @@ class Accumulator(Protocol[ChunkT_contra, FinalT_co]):
 
 @dataclass
 class _Header:
-    """The fields every chunk repeats; taken from the first, usage from the last that has it."""
+    """The fields every chunk repeats: ids from the first chunk, the rest from the last that
+    has them (``usage`` comes last, alone; unknown fields a service adds are kept)."""
 
     id: str = ""
     created: int = 0
     model: str = ""
     system_fingerprint: str | None = None
     usage: CompletionUsage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     seen: bool = False
 
     def update(self, chunk: ChatCompletionChunk | Completion) -> None:
@@ -63,16 +68,27 @@ class _Header:
             self.id, self.created, self.model = chunk.id, chunk.created, chunk.model
         self.system_fingerprint = chunk.system_fingerprint or self.system_fingerprint
         self.usage = chunk.usage or self.usage
+        _keep_last(self.extra, chunk.model_extra)
+
+
+# Random padding OpenAI adds to each chunk against side channels; it means nothing once the
+# chunks are put together.
+_PER_CHUNK_ONLY = frozenset({"obfuscation"})
+
+
+def _keep_last(extra: dict[str, Any], new: dict[str, Any] | None) -> None:
+    for key, value in (new or {}).items():
+        if value is not None and key not in _PER_CHUNK_ONLY:
+            extra[key] = value
 
 
 @dataclass
 class _ChatChoice:
-    role: str | None = None
-    content: list[str] | None = None
-    refusal: list[str] | None = None
+    message: dict[str, Any] = field(default_factory=dict)  # merged deltas, see .deltas
     finish_reason: str | None = None
     logprobs: list[ChatCompletionTokenLogprob] | None = None
     refusal_logprobs: list[ChatCompletionTokenLogprob] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _extended(parts: list[X] | None, more: list[X] | None) -> list[X] | None:
@@ -85,25 +101,26 @@ def _extended(parts: list[X] | None, more: list[X] | None) -> list[X] | None:
     return parts
 
 
-def _one(piece: str | None) -> list[str] | None:
-    return None if piece is None else [piece]
-
-
 class ChatCompletionAccumulator:
-    """Builds a ``ChatCompletion`` from ``ChatCompletionChunk``s."""
+    """Builds a ``ChatCompletion`` from ``ChatCompletionChunk``s.
+
+    Message deltas are merged by the rules in ``deltas``: text concatenated, tool calls
+    merged by index, unknown fields kept, so the result equals the non-streamed reply.
+    """
 
     def __init__(self) -> None:
         self._header = _Header()
+        self._service_tier: str | None = None
         self._choices: dict[int, _ChatChoice] = {}
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         self._header.update(chunk)
+        self._service_tier = chunk.service_tier or self._service_tier
         for choice in chunk.choices:
             state = self._choices.setdefault(choice.index, _ChatChoice())
-            state.role = choice.delta.role or state.role
-            state.content = _extended(state.content, _one(choice.delta.content))
-            state.refusal = _extended(state.refusal, _one(choice.delta.refusal))
+            merge(state.message, model_items(choice.delta))
             state.finish_reason = choice.finish_reason or state.finish_reason
+            _keep_last(state.extra, choice.model_extra)
             if choice.logprobs is not None:
                 state.logprobs = _extended(state.logprobs, choice.logprobs.content)
                 state.refusal_logprobs = _extended(state.refusal_logprobs, choice.logprobs.refusal)
@@ -119,23 +136,23 @@ class ChatCompletionAccumulator:
             model=header.model,
             system_fingerprint=header.system_fingerprint,
             usage=header.usage,
+            service_tier=self._service_tier,
             choices=[self._choice(i, s) for i, s in sorted(self._choices.items())],
+            **header.extra,
         )
 
     @staticmethod
     def _choice(index: int, state: _ChatChoice) -> Choice:
         has_logprobs = state.logprobs is not None or state.refusal_logprobs is not None
+        message = {"role": "assistant", **finish(state.message)}
         return Choice(
             index=index,
-            message=ChatCompletionMessage(
-                role=state.role or "assistant",
-                content=None if state.content is None else "".join(state.content),
-                refusal=None if state.refusal is None else "".join(state.refusal),
-            ),
+            message=ChatCompletionMessage.model_validate(message),
             finish_reason=state.finish_reason,
             logprobs=ChoiceLogprobs(content=state.logprobs, refusal=state.refusal_logprobs)
             if has_logprobs
             else None,
+            **state.extra,
         )
 
 
@@ -182,6 +199,7 @@ class CompletionAccumulator:
             model=header.model,
             system_fingerprint=header.system_fingerprint,
             usage=header.usage,
+            **header.extra,
             choices=[
                 CompletionChoice(
                     index=i,

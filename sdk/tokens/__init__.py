@@ -3,6 +3,9 @@
 * ``encoding`` / ``chat_template`` — build a tiktoken encoding from a model's vocabulary and
   render its chat template in a sandbox. The server (``server_ref``) uses these same
   functions, which is what makes counts computed here equal the server's.
+* ``chat_render`` — ``render_chat``: a chat request (messages, tools, tool_choice) as prompt
+  text, with the model's own tool support or ``tool_format``'s generic JSON format (whose
+  reply schema and parser live there too).
 * ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
   rebuilds it), and rank files cached on disk under their sha256; ``hosted`` — public
   encodings for hosted model names; estimates, flagged ``exact=False``, for servers that
@@ -33,7 +36,14 @@ if TYPE_CHECKING:
         fit_prompt as fit_prompt,
     )
     from sdk.tokens.cache import RankCache as RankCache
-    from sdk.tokens.chat_template import render_chat_template as render_chat_template
+    from sdk.tokens.chat_render import (
+        render_chat as render_chat,
+        template_uses_tools as template_uses_tools,
+    )
+    from sdk.tokens.chat_template import (
+        render_chat_template as render_chat_template,
+        template_variables as template_variables,
+    )
     from sdk.tokens.chunking import chunk_text as chunk_text
     from sdk.tokens.encoding import (
         PRE_TOKENIZER_PATTERNS as PRE_TOKENIZER_PATTERNS,
@@ -66,5 +76,16 @@ if TYPE_CHECKING:
         OpenAITokenizer as OpenAITokenizer,
         Tokenizer as Tokenizer,
     )
+    from sdk.tokens.tool_format import (
+        ToolCallText as ToolCallText,
+        ToolReply as ToolReply,
+        ToolSpec as ToolSpec,
+        active_tools as active_tools,
+        generic_tool_messages as generic_tool_messages,
+        parse_tool_reply as parse_tool_reply,
+        tool_reply_schema as tool_reply_schema,
+        tool_system_prompt as tool_system_prompt,
+    )
+
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -22,12 +22,13 @@ from typing import Any, NoReturn
 
 import jinja2
 import jinja2.ext
+import jinja2.meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sdk.tokens.errors import ChatTemplateError
 
-__all__ = ["render_chat_template"]
+__all__ = ["render_chat_template", "template_variables"]
 
 _MAX_REPEAT = 1_000_000  # longest str/list a template may build with `*`
 _MAX_POWER_BITS = 4096  # largest result of `**`, in bits
@@ -110,6 +111,21 @@ _ENV = _make_environment()
 def _compile(template: str) -> jinja2.Template:
     try:
         return _ENV.from_string(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ChatTemplateError(
+            f"chat template syntax error on line {exc.lineno}: {exc.message}"
+        ) from exc
+
+
+@lru_cache(maxsize=32)
+def template_variables(template: str) -> frozenset[str]:
+    """The variables a template reads from outside (``messages``, ``tools``, ...).
+
+    >>> sorted(template_variables("{% for m in messages %}{{ m.content }}{% endfor %}"))
+    ['messages']
+    """
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(template)))
     except jinja2.TemplateSyntaxError as exc:
         raise ChatTemplateError(
             f"chat template syntax error on line {exc.lineno}: {exc.message}"

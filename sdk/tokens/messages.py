@@ -2,13 +2,17 @@
 
 The server renders ``template_messages(request.messages)`` and the client counts the very
 same dicts, so a message's ``None`` content, its text parts, or its ``name`` can never make
-the two counts differ.
+the two counts differ. ``tool_fields=True`` also keeps what tool-aware templates read (Hugging
+Face's convention): an assistant's ``tool_calls`` with ``arguments`` as an object, and a
+tool result's ``tool_call_id``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sdk.tokens.errors import ChatTemplateError
 
@@ -39,7 +43,9 @@ def _part_text(part: object) -> str:
     return text
 
 
-def template_messages(messages: Iterable[object]) -> list[dict[str, Any]]:
+def template_messages(
+    messages: Iterable[object], *, tool_fields: bool = False
+) -> list[dict[str, Any]]:
     """``{"role", "content"[, "name"]}`` dicts from message dicts or ``ChatMessage`` models.
 
     >>> template_messages([{"role": "user", "content": None, "name": "ann"}])
@@ -54,8 +60,28 @@ def template_messages(messages: Iterable[object]) -> list[dict[str, Any]]:
         }
         if fields.get("name") is not None:
             item["name"] = fields["name"]
+        if tool_fields and fields.get("tool_calls"):
+            item["tool_calls"] = [_tool_call(call) for call in fields["tool_calls"]]
+        if tool_fields and fields.get("tool_call_id") is not None:
+            item["tool_call_id"] = fields["tool_call_id"]
         out.append(item)
     return out
+
+
+def _tool_call(call: object) -> dict[str, Any]:
+    """A call as templates read it: ``function.arguments`` parsed into an object when it is
+    JSON (templates write it with ``tojson``), else kept as the text it is."""
+    dump = getattr(call, "model_dump", None)  # a ChatCompletionMessageToolCall
+    fields = dict(dump(exclude_none=True) if callable(dump) else cast(Mapping[str, Any], call))
+    function = fields.get("function")
+    if isinstance(function, Mapping):
+        function = dict(function)
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):  # invalid JSON is shown as it was written
+                function["arguments"] = json.loads(arguments)
+        fields["function"] = function
+    return fields
 
 
 def _fields(index: int, message: object) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from sdk.tokens.errors import ChatTemplateError, TokenizerError
-from sdk.tokens.messages import template_messages
+from sdk.tokens.tool_format import active_tools, generic_tool_messages
 
 if TYPE_CHECKING:
     import tiktoken
@@ -73,10 +73,18 @@ class Tokenizer(ABC):
         return len(self.encode(text, allow_special=allow_special))
 
     @abstractmethod
-    def count_chat(self, messages: Sequence[object]) -> int:
+    def count_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> int:
         """Prompt tokens of a chat request with these messages (the reply's priming included).
 
-        Messages are dicts (``{"role": "user", "content": "Hi"}``) or ``ChatMessage`` models.
+        Messages are dicts (``{"role": "user", "content": "Hi"}``) or ``ChatMessage`` models;
+        ``tools`` / ``tool_choice`` as in the request: their definitions are part of the prompt.
         """
 
     def __repr__(self) -> str:
@@ -126,26 +134,47 @@ class ModelTokenizer(Tokenizer):
         return decode_bytes(self.encoding, ids, n_vocab=self.n_vocab)
 
     def render_chat(
-        self, messages: Sequence[object], *, add_generation_prompt: bool = True, **extra: Any
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+        add_generation_prompt: bool = True,
+        **extra: Any,
     ) -> str:
-        """The prompt text the server makes of ``messages`` (the model's chat template)."""
-        from sdk.tokens.chat_template import render_chat_template
+        """The prompt text the server makes of a chat request (``sdk.tokens.render_chat``
+        with the model's chat template)."""
+        from sdk.tokens.chat_render import render_chat
 
         if self.chat_template is None:
             raise ChatTemplateError("this model has no chat template (tokenizer.chat_template)")
-        return render_chat_template(
+        return render_chat(
             self.chat_template,
-            template_messages(messages),
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
             add_generation_prompt=add_generation_prompt,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
             **extra,
         )
 
-    def count_chat(self, messages: Sequence[object]) -> int:
+    def count_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> int:
         # The server renders with add_generation_prompt=True and parses special-token text
         # (also inside user content) as special tokens; counting does exactly the same.
-        return len(self.encode(self.render_chat(messages), allow_special=True))
+        text = self.render_chat(
+            messages, tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls
+        )
+        return len(self.encode(text, allow_special=True))
 
 
 # OpenAI cookbook, "How to count tokens with tiktoken": every message is wrapped as
@@ -187,9 +216,19 @@ class OpenAITokenizer(Tokenizer):
     def count(self, text: str, *, allow_special: bool = True) -> int:
         return len(self.encode(text, allow_special=False))
 
-    def count_chat(self, messages: Sequence[object]) -> int:
+    def count_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> int:
+        # OpenAI does not publish how it shows tools to its models: they are counted as the
+        # generic format's system section and JSON tool calls, an estimate like the rest.
         total = REPLY_PRIMING_TOKENS
-        for message in template_messages(messages):
+        spec = active_tools(tools, tool_choice, parallel_tool_calls)
+        for message in generic_tool_messages(messages, spec):
             total += TOKENS_PER_MESSAGE
             for key, value in message.items():
                 total += len(self.encode(str(value), allow_special=False))
@@ -225,9 +264,19 @@ class ByteEstimateTokenizer(Tokenizer):
     def count(self, text: str, *, allow_special: bool = True) -> int:
         return math.ceil(len(text.encode("utf-8", errors="replace")) / BYTES_PER_TOKEN)
 
-    def count_chat(self, messages: Sequence[object]) -> int:
+    def count_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> int:
+        # OpenAI does not publish how it shows tools to its models: they are counted as the
+        # generic format's system section and JSON tool calls, an estimate like the rest.
         total = REPLY_PRIMING_TOKENS
-        for message in template_messages(messages):
+        spec = active_tools(tools, tool_choice, parallel_tool_calls)
+        for message in generic_tool_messages(messages, spec):
             total += TOKENS_PER_MESSAGE + 1 + self.count(message["content"])
             if "name" in message:
                 total += TOKENS_PER_NAME + self.count(str(message["name"]))

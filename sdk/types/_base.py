@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-__all__ = ["APIObject", "RequestModel", "ResponseInfo"]
+__all__ = ["APIObject", "RequestModel", "ResponseInfo", "omitted_if_none"]
 
 
 class RequestModel(BaseModel):
@@ -56,3 +57,16 @@ class APIObject(BaseModel):
         ``None`` for objects built locally (by a server, or by stream accumulation).
         """
         return self._response_info
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_if_none() -> Any:
+    """A field that defaults to ``None`` and is left out of a dump while it is ``None``.
+
+    For the optional parts of a reply (``tool_calls``, ``audio``, usage details ...): OpenAI
+    leaves them out when there is nothing to say, and so does a server built on these models.
+    """
+    return Field(default=None, exclude_if=_is_none)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from ._base import APIObject, RequestModel
+from ._base import APIObject, RequestModel, omitted_if_none
 
 __all__ = [
+    "CompletionTokensDetails",
     "CompletionUsage",
+    "PromptTokensDetails",
     "SamplingFields",
     "SamplingParamsDict",
     "StreamOptions",
@@ -15,18 +17,34 @@ __all__ = [
 ]
 
 
+class PromptTokensDetails(APIObject):
+    cached_tokens: int | None = None  # prompt tokens served from a prefix cache
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(APIObject):
+    reasoning_tokens: int | None = None  # hidden reasoning, counted in completion_tokens
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None  # Predicted Outputs
+    rejected_prediction_tokens: int | None = None
+
+
 class CompletionUsage(APIObject):
     prompt_tokens: int
     completion_tokens: int = 0
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = omitted_if_none()
+    completion_tokens_details: CompletionTokensDetails | None = omitted_if_none()
 
 
 class StreamOptions(RequestModel):
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None
 
 
 class StreamOptionsParam(TypedDict, total=False):
     include_usage: bool
+    include_obfuscation: bool
 
 
 class SamplingFields(RequestModel):

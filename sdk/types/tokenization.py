@@ -8,7 +8,13 @@ from typing import TypedDict
 from pydantic import Field, model_validator
 
 from ._base import APIObject, RequestModel
-from .chat import ChatMessage, ChatMessageParam
+from .chat_messages import ChatMessage, ChatMessageParam
+from .tools import (
+    ChatCompletionTool,
+    ChatCompletionToolChoice,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolParam,
+)
 
 __all__ = [
     "DetokenizeRequest",
@@ -31,6 +37,10 @@ class TokenizeRequest(RequestModel):
     messages: list[ChatMessage] | None = Field(default=None, strict=False)
     add_generation_prompt: bool | None = None
     add_special_tokens: bool | None = None
+    # a chat's tools are part of its prompt (vLLM's /tokenize takes them too)
+    tools: list[ChatCompletionTool] | None = Field(default=None, strict=False)
+    tool_choice: ChatCompletionToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _prompt_xor_messages(self) -> TokenizeRequest:
@@ -47,6 +57,9 @@ class TokenizeParams(TypedDict, total=False):
     messages: Sequence[ChatMessageParam | ChatMessage] | None
     add_generation_prompt: bool | None
     add_special_tokens: bool | None
+    tools: Sequence[ChatCompletionToolParam] | None
+    tool_choice: ChatCompletionToolChoiceOptionParam | None
+    parallel_tool_calls: bool | None
 
 
 class TokenizeResponse(APIObject):

@@ -97,6 +97,9 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "function_call": "function calling is not supported by this server",
     "response_format": "response_format (JSON mode) is not supported by this server",
     "prompt_logprobs": "prompt_logprobs is not supported by this server",
+    "audio": "audio output is not supported: this model writes text only",
+    "modalities": 'this model writes text only (modalities: ["text"])',
+    "web_search_options": "web search is not supported by this server",
 }
 
 
@@ -106,12 +109,14 @@ def _harmless(name: str, value: Any) -> bool:
         return True
     if name in ("tool_choice", "function_call") and value in ("none", "auto"):
         return True
+    if name == "modalities" and value == ["text"]:
+        return True
     return name == "response_format" and isinstance(value, dict) and value.get("type") == "text"
 
 
 def reject_unsupported(req: BaseModel) -> None:
     """400 for unimplemented fields that matter (see ``UNSUPPORTED_FIELDS``)."""
-    for name, value in (req.model_extra or {}).items():
+    for name, value in req.model_dump(exclude_unset=True).items():  # typed fields too
         reason = UNSUPPORTED_FIELDS.get(name)
         if reason is not None and not _harmless(name, value):
             raise BadRequestError(f"'{name}': {reason}.", param=name, code="unsupported_parameter")

@@ -78,7 +78,12 @@ CASES = [
     Case("logit-bias-out-of-vocab", 400, chat(logit_bias={"99999999": 5})),
     Case("logit-bias-not-an-id", 400, chat(logit_bias={"five": 5}), param="logit_bias"),
     Case("seed-too-big", 400, chat(seed=2**64), param="seed"),
-    Case("tools-unsupported", 400, chat(tools=[{"type": "function"}]), param="tools"),
+    Case(
+        "tools-unsupported",
+        400,
+        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+        param="tools",
+    ),
     Case("body-10mb", 413, chat(messages=[{"role": "user", "content": "a" * 10 * MB}])),
     Case("body-10mb-chunked", 413, ten_mb_chunks),
     Case("prompt-empty-list", 400, b'{"prompt": [], "max_tokens": 4}', path=COMPLETIONS),

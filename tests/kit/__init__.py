@@ -2,6 +2,8 @@
 
 - ``clients``: one test body against ``Client`` and ``AsyncClient`` (``Api``), and response
   bodies for ``httpx.MockTransport`` (SSE, chunks, a body that records being closed).
+- ``hosted``: replies and streams shaped like a hosted service's (tool calls, annotations,
+  usage details, reasoning), for the wire-fidelity tests.
 - ``tokenizer_server``: a scripted OpenAI-compatible server with a tokenizer export, a toy
   BPE tokenizer and a simulated clock, for the SDK's policy tests.
 - ``tinymodel``: writes a tiny random-weight Llama GGUF with a byte-level vocabulary.

@@ -13,7 +13,14 @@ from pydantic import BaseModel
 import sdk
 from sdk import types
 from sdk._policies.options import CallOptions
-from sdk._resources import ChatCompletionKwargs, CompletionKwargs, EmbeddingKwargs, TokenizeKwargs
+from sdk._resources import (
+    ChatCompletionKwargs,
+    ChatCompletionParseKwargs,
+    CompletionKwargs,
+    EmbeddingKwargs,
+    TokenizeKwargs,
+    ToolLoopKwargs,
+)
 
 
 def test_everything_in_all_is_importable() -> None:
@@ -63,6 +70,8 @@ def test_lazy_exports_come_from_the_type_checking_block(package: str) -> None:
     ("kwargs", "model", "skip"),
     [
         (ChatCompletionKwargs, types.ChatCompletionRequest, {"stream"}),
+        (ChatCompletionParseKwargs, types.ChatCompletionRequest, {"stream", "response_format"}),
+        (ToolLoopKwargs, types.ChatCompletionRequest, {"stream", "response_format", "tools"}),
         (CompletionKwargs, types.CompletionRequest, {"stream"}),
         (EmbeddingKwargs, types.EmbeddingRequest, set()),
         (TokenizeKwargs, types.TokenizeRequest, set()),

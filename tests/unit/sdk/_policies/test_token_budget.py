@@ -364,3 +364,21 @@ def test_a_budget_of_the_wrong_kind_is_refused(api: Api, server: FakeServer) -> 
     with pytest.raises(ValueError, match="TokenBudget, 'auto' or None"):
         api.run(chat(messages=USER, budget="always"), api.client(server))
     assert server.paths() == []
+
+
+def test_a_chats_tools_count_against_the_window(api: Api, server: FakeServer) -> None:
+    # the tools are rendered into the prompt (sdk.tokens.render_chat), so they take room
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Look a word up. " * 20,
+            "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+        },
+    }
+    client = api.client(server, token_budget=TokenBudget())
+    room = 256 - TOK.count_chat(USER)
+    api.run(chat(messages=USER, max_tokens=room - 4), client)  # fits without the tool
+    with pytest.raises(ContextWindowExceededError) as info:
+        api.run(chat(messages=USER, max_tokens=room - 4, tools=[tool]), client)
+    assert info.value.prompt_tokens == TOK.count_chat(USER, tools=[tool])

@@ -38,6 +38,29 @@ NOT_SAMPLING = {
     "echo": "the response's text (the prompt prepended)",
     "suffix": "refused with a 400 when set",
     "best_of": "refused with a 400 unless it equals n",
+    # tool calling and structured outputs: constrained decoding decided by the route
+    "tools": "the route's constraint (400 while unsupported)",
+    "tool_choice": "the route's constraint (400 while unsupported)",
+    "parallel_tool_calls": "the route's constraint",
+    "functions": "the legacy form of tools (400 while unsupported)",
+    "function_call": "the legacy form of tool_choice (400 while unsupported)",
+    "response_format": "the route's constraint (400 while unsupported)",
+    # output kinds this text-only server cannot produce: a 400 unless they ask for text
+    "audio": "refused with a 400 (text only)",
+    "modalities": "refused with a 400 unless it is ['text']",
+    "web_search_options": "refused with a 400",
+    # hosted-service bookkeeping and hints with no effect on what a local model generates
+    "store": "a hosted service's stored-completions flag",
+    "metadata": "a hosted service's tags for stored completions",
+    "service_tier": "a hosted service's processing tier",
+    "prediction": "a latency hint (predicted output); the result is the same without it",
+    "reasoning_effort": "for reasoning models; this model does not reason",
+    "verbosity": "for reasoning models; this model does not reason",
+    "prompt_cache_key": "a hosted service's cache routing hint (prefix caching is automatic)",
+    "prompt_cache_retention": "a hosted service's cache policy",
+    "prompt_cache_options": "a hosted service's cache policy",
+    "safety_identifier": "an end-user id for the client's own abuse tracking",
+    "moderation": "a hosted service's moderation setting",
 }
 
 # A valid non-default value for every sampling field (of either endpoint).
