@@ -1,4 +1,7 @@
-"""``python -m sdk complete``: continue a text prompt, streaming the raw completion."""
+"""``python -m sdk complete``: continue a text prompt, streaming the raw completion as it
+comes. Without ``--max-tokens`` it asks for ``DEFAULT_MAX_TOKENS``: a completion endpoint's
+own default is 16 (OpenAI, vLLM, server_ref) or the whole context (some servers), neither
+what someone continuing a text at a terminal wants."""
 
 from __future__ import annotations
 
@@ -8,13 +11,15 @@ import sys
 from . import common
 from .base import Command
 
-__all__ = ["COMMAND"]
+__all__ = ["COMMAND", "DEFAULT_MAX_TOKENS"]
+
+DEFAULT_MAX_TOKENS = 128
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="?", default="-", help="the text to continue (- : stdin)")
     common.add_model(parser)
-    common.add_sampling(parser)
+    common.add_sampling(parser, max_tokens=DEFAULT_MAX_TOKENS)
 
 
 def _run(args: argparse.Namespace) -> int:

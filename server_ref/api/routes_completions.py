@@ -17,7 +17,12 @@ from server_ref.api.errors import BadRequestError
 from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
 from server_ref.api.logprobs import completion_logprobs
 from server_ref.api.openapi import request_body
-from server_ref.api.sampling import base_params, per_choice, resolve_max_tokens
+from server_ref.api.sampling import (
+    COMPLETIONS_DEFAULT_MAX_TOKENS,
+    base_params,
+    per_choice,
+    resolve_max_tokens,
+)
 from server_ref.api.schemas import ServerCompletionRequest, parse_body, reject_unsupported
 from server_ref.api.sse import SSEResponse, encode_event
 from server_ref.api.state import ServerState, get_state, new_id, unix_now
@@ -152,7 +157,13 @@ async def create_completion(request: Request) -> Response:
     base = base_params(req, logprobs=req.logprobs)
     specs: list[ChoiceSpec] = []
     for p, ids in enumerate(prompts):
-        max_tokens = resolve_max_tokens(req.max_tokens, len(ids), engine.model_info, what="prompt")
+        max_tokens = resolve_max_tokens(
+            req.max_tokens,
+            len(ids),
+            engine.model_info,
+            what="prompt",
+            default=COMPLETIONS_DEFAULT_MAX_TOKENS,
+        )
         for i, params in enumerate(per_choice(base, max_tokens, n)):
             specs.append(ChoiceSpec(p * n + i, ids, params, prompt_index=p))
     echo = [engine.tokenizer.decode(ids) for ids in prompts] if req.echo else None

@@ -58,10 +58,21 @@ def base_params(req: ServerSamplingFields, *, logprobs: int | None) -> SamplingP
     )
 
 
+# /v1/completions without max_tokens: OpenAI's and vLLM's default, so a bare completion
+# request does not run on until the context is full
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+
 def resolve_max_tokens(
-    requested: int | None, prompt_tokens: int, model: ModelInfo, *, what: str = "messages"
+    requested: int | None,
+    prompt_tokens: int,
+    model: ModelInfo,
+    *,
+    what: str = "messages",
+    default: int | None = None,
 ) -> int:
-    """The completion budget: the request's, or what is left of the context window.
+    """The completion budget: the request's, else ``default`` (at most what is left of the
+    context window), else what is left of the context window.
 
     Never truncates silently: a prompt that leaves no room, or a budget that does not fit,
     is a 400 ``context_length_exceeded`` naming both counts (OpenAI's wording).
@@ -77,7 +88,8 @@ def resolve_max_tokens(
                 f"completion. Please reduce the length of the {what}.",
                 param=what,
             )
-        return limit - prompt_tokens
+        room = limit - prompt_tokens
+        return room if default is None else min(default, room)
     if prompt_tokens + requested > limit:
         raise ContextLengthError(
             f"This model's maximum context length is {limit} tokens. However, you requested "

@@ -61,6 +61,20 @@ async def test_max_tokens_gives_length(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_completions_default_to_16_tokens(
+    api: OpenAICalls, model_id: str, stream: bool
+) -> None:
+    # OpenAI's and vLLM's /v1/completions default; chat keeps "what the context leaves"
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
+    result = await api.create(
+        "completion", model=model_id, prompt="Once upon a time", stream=stream,
+        extra_body=NO_EOS, **extra,
+    )  # fmt: skip
+    got = outcome("completion", result)
+    assert got.usage.completion_tokens == 16 and got.finish_reasons == {0: "length"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 async def test_n_choices(api: OpenAICalls, kind: str, model_id: str, stream: bool) -> None:
     args = {"n": 2, "max_tokens": 8, "temperature": 1.0, "seed": 11, "extra_body": NO_EOS}
     got = outcome(kind, await run(api, kind, model_id, stream=stream, **args))

@@ -227,3 +227,26 @@ def test_a_bug_is_still_one_line(run: Any, monkeypatch: pytest.MonkeyPatch) -> N
 
     assert status == 1
     assert err.startswith("error: internal error: KeyError") and err.count("\n") == 1
+
+
+def completion_stream(*pieces: str) -> httpx.Response:
+    base = {"id": "c", "object": "text_completion", "created": 0, "model": MODEL}
+    chunks = [{**base, "choices": [{"index": 0, "text": p}]} for p in pieces]
+    chunks.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(*chunks))
+
+
+@pytest.mark.parametrize(("flags", "sent"), [((), 128), (("--max-tokens", "5"), 5)])
+def test_complete_streams_with_a_default_length(
+    run: Any, flags: tuple[str, ...], sent: int
+) -> None:
+    server = Server(
+        {
+            "GET /v1/models": lambda r: models_list(),
+            "POST /v1/completions": lambda r: completion_stream(" upon", " a time"),
+        }
+    )
+    status, out, _ = run(server, "complete", "Once", *flags)
+    assert status == 0 and out == " upon a time\n"
+    [body] = server.bodies("/v1/completions")
+    assert body["stream"] is True and body["max_tokens"] == sent
