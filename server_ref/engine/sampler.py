@@ -41,14 +41,18 @@ class SampleResult:
 
 
 def _apply_token_bitmasks(logits: Tensor, rows: list[RowState]) -> None:
-    """-inf for every token a row's grammar does not allow; one batched op for all such rows."""
+    """-inf for every token a row's grammar does not allow, in one op over the constrained
+    rows (index_select + index_copy_ measured faster than ``logits[index] = ...`` on CPU)."""
     constrained = [i for i, r in enumerate(rows) if r.token_bitmask is not None]
     if not constrained:
         return
-    masks = torch.stack([rows[i].token_bitmask for i in constrained])  # type: ignore[misc]
-    allowed = unpack_bitmask(masks.to(logits.device), logits.shape[1])  # [C, V]
+    masks = torch.stack([r.token_bitmask for r in rows if r.token_bitmask is not None])
+    banned = unpack_bitmask(masks.to(logits.device), logits.shape[1]).logical_not()  # [C, V]
+    if len(constrained) == len(rows):
+        logits.masked_fill_(banned, -torch.inf)
+        return
     index = torch.tensor(constrained, device=logits.device)
-    logits[index] = logits[index].masked_fill(~allowed, float("-inf"))
+    logits.index_copy_(0, index, logits.index_select(0, index).masked_fill_(banned, -torch.inf))
 
 
 def unpack_bitmask(bitmask: Tensor, vocab: int) -> Tensor:
