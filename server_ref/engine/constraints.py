@@ -169,12 +169,6 @@ class GrammarMatcher:
             return None
         return self._m.get_error() or "the grammar matcher failed"
 
-    def fill_next_token_bitmask(self, bitmask: Tensor, row: int = 0) -> None:
-        """Write the allowed tokens into ``bitmask[row]`` (int32, bit ``t % 32`` of word
-        ``t // 32`` for token ``t``). After an error only EOS is allowed."""
-        target = _check_bitmask(bitmask)[row]
-        self._m.unsafe_compute_mask_ptr(target.data_ptr(), target.numel() * 4)
-
 
 class GrammarCompiler:
     """Compiles constraints for one vocabulary and keeps the last ``cache_size`` of them.
@@ -247,8 +241,9 @@ class GrammarCompiler:
             return GrammarMatcher(pristine.deep_copy())
 
     def fill_next_token_bitmask(self, matchers: Sequence[GrammarMatcher]) -> Tensor:
-        """The allowed tokens of every matcher, computed in parallel: int32
-        ``[len(matchers), ceil(vocab_size / 32)]``, row ``i`` for ``matchers[i]``."""
+        """The allowed tokens of every matcher, computed in parallel: int32 on the CPU,
+        ``[len(matchers), ceil(vocab_size / 32)]``, bit ``t % 32`` of word ``t // 32`` set when
+        token ``t`` is allowed, row ``i`` for ``matchers[i]``. After an error only EOS is."""
         bitmask = torch.full((len(matchers), (self.vocab_size + 31) // 32), -1, dtype=torch.int32)
         if matchers:
             pairs = [(m._m, i) for i, m in enumerate(matchers)]
@@ -280,15 +275,6 @@ class GrammarCompiler:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return matcher
-
-
-def _check_bitmask(bitmask: Tensor) -> Tensor:
-    # llguidance writes through a raw pointer: the layout must be exactly this
-    if bitmask.dtype != torch.int32 or bitmask.dim() != 2 or not bitmask.is_contiguous():
-        raise ValueError("the bitmask must be a contiguous 2-D int32 tensor")
-    if bitmask.device.type != "cpu":
-        raise ValueError("the bitmask must be on the CPU")
-    return bitmask
 
 
 def _grammar(spec: ConstraintSpec) -> str:
