@@ -1,8 +1,15 @@
-"""Batched next-token sampling: penalties, logit bias, temperature, top-k/p, min-p, seeds.
+"""Batched next-token sampling: grammar masks, penalties, logit bias, temperature, top-k/p,
+min-p, seeds.
 
 Every row has its own parameters. Greedy rows (temperature 0) take the argmax; sampled rows
 draw with their own ``torch.Generator`` when a seed was given, so the same seed and parameters
 give the same tokens whatever else shares the batch.
+
+A row with a ``token_bitmask`` (from ``constraints.GrammarCompiler``) can only get an allowed
+token: the masks of all such rows are unpacked and applied to the logits in one op, before
+anything else, and rows without one are not touched. As in vLLM, which applies the grammar
+bitmask to the logits before its sampler, the returned logprobs are those of the constrained
+distribution: disallowed tokens get -inf and the allowed ones share all the mass.
 """
 
 from __future__ import annotations
@@ -22,12 +29,43 @@ class RowState:
     params: SamplingParams
     output_ids: list[int]
     generator: torch.Generator | None
+    # int32 [ceil(V / 32)]: bit t % 32 of word t // 32 set <=> token t allowed (llguidance's
+    # and xgrammar's layout); None: unconstrained
+    token_bitmask: Tensor | None = None
 
 
 @dataclass
 class SampleResult:
     token_ids: list[int]
     logprobs: Tensor | None  # [B, V] log-softmax of the adjusted logits, when any row asked
+
+
+def _apply_token_bitmasks(logits: Tensor, rows: list[RowState]) -> None:
+    """-inf for every token a row's grammar does not allow, in one op over the constrained
+    rows (index_select + index_copy_ measured faster than ``logits[index] = ...`` on CPU)."""
+    constrained = [i for i, r in enumerate(rows) if r.token_bitmask is not None]
+    if not constrained:
+        return
+    masks = torch.stack([r.token_bitmask for r in rows if r.token_bitmask is not None])
+    banned = unpack_bitmask(masks.to(logits.device), logits.shape[1]).logical_not()  # [C, V]
+    if len(constrained) == len(rows):
+        logits.masked_fill_(banned, -torch.inf)
+        return
+    index = torch.tensor(constrained, device=logits.device)
+    logits.index_copy_(0, index, logits.index_select(0, index).masked_fill_(banned, -torch.inf))
+
+
+def unpack_bitmask(bitmask: Tensor, vocab: int) -> Tensor:
+    """int32 [N, W] bitmask -> bool [N, vocab]; works on any device.
+
+    >>> unpack_bitmask(torch.tensor([[0b101]], dtype=torch.int32), 4).tolist()
+    [[True, False, True, False]]
+    """
+    if bitmask.shape[-1] * 32 < vocab:
+        raise ValueError(f"a bitmask of {bitmask.shape[-1]} words cannot cover {vocab} tokens")
+    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
+    bits = (bitmask.unsqueeze(-1) >> shifts) & 1  # [N, W, 32]
+    return bits.flatten(1)[:, :vocab].bool()
 
 
 def _apply_penalties_and_bias(logits: Tensor, rows: list[RowState]) -> None:
@@ -80,6 +118,7 @@ def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
 @torch.inference_mode()
 def sample(logits: Tensor, rows: list[RowState]) -> SampleResult:
     """logits: [B, V] fp32 (modified in place) -> one token per row."""
+    _apply_token_bitmasks(logits, rows)
     _apply_penalties_and_bias(logits, rows)
     want_logprobs = any(r.params.logprobs is not None for r in rows)
     logprobs = logits.log_softmax(-1) if want_logprobs else None

@@ -2,6 +2,8 @@
 
 - ``clients``: one test body against ``Client`` and ``AsyncClient`` (``Api``), and response
   bodies for ``httpx.MockTransport`` (SSE, chunks, a body that records being closed).
+- ``grammar_walk``: walks a grammar's token masks with random choices, for the constraint
+  tests (with JSON schemas from ``tests/fixtures/json_schemas.json``).
 - ``hosted``: replies and streams shaped like a hosted service's (tool calls, annotations,
   usage details, reasoning), for the wire-fidelity tests.
 - ``tokenizer_server``: a scripted OpenAI-compatible server with a tokenizer export, a toy

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from server_ref.engine.sampler import RowState, _filter, sample
+from server_ref.engine.sampler import RowState, _filter, sample, unpack_bitmask
 from server_ref.engine.types import SamplingParams
 
 VOCAB = 32
@@ -194,3 +194,97 @@ def test_logprobs_are_the_log_softmax_of_the_adjusted_logits(temperature: float)
     adjusted[0, 7] += 3.0
     torch.testing.assert_close(result.logprobs, adjusted.log_softmax(-1))
     assert torch.allclose(result.logprobs.exp().sum(-1), torch.ones(2))
+
+
+# --- grammar bitmasks ---------------------------------------------------------------------------
+
+
+def bitmask_for(allowed: list[int], vocab: int = VOCAB) -> torch.Tensor:
+    """The int32 bitmask row (llguidance's layout) allowing exactly ``allowed``."""
+    words = [0] * ((vocab + 31) // 32)
+    for t in allowed:
+        words[t // 32] |= 1 << (t % 32)
+    # bit 31 set means a negative int32
+    return torch.tensor([w - (1 << 32) if w >= 1 << 31 else w for w in words], dtype=torch.int32)
+
+
+def test_unpack_bitmask_matches_the_bit_layout_including_the_sign_bit() -> None:
+    rng = torch.Generator().manual_seed(0)
+    allowed = [sorted(set(torch.randint(0, 100, (30,), generator=rng).tolist())) for _ in range(3)]
+    allowed[1] += [31, 63]  # sign bits of words 0 and 1
+    masks = torch.stack([bitmask_for(a, 100) for a in allowed])
+    unpacked = unpack_bitmask(masks, 100)
+    assert unpacked.shape == (3, 100)
+    for row, a in zip(unpacked, allowed, strict=True):
+        assert row.nonzero().flatten().tolist() == sorted(set(a))
+    with pytest.raises(ValueError, match="cannot cover"):
+        unpack_bitmask(masks, 129)
+
+
+def mixed_rows(constrain: bool) -> list[RowState]:
+    """Greedy, seeded and unseeded sampled rows with penalties and logprobs; with ``constrain``
+    rows 1, 3 and 5 also get a grammar bitmask."""
+    rows = [
+        row([1, 1, 2], temperature=0.0, logprobs=3, frequency_penalty=0.5),
+        row(seed=5, temperature=0.9, top_p=0.8),
+        row(seed=7, temperature=1.3, top_k=6, logprobs=2, logit_bias=((4, 2.0),)),
+        row(temperature=0.0, presence_penalty=1.0),
+        row(seed=11, min_p=0.05, logprobs=0),
+        row(temperature=1.1),  # unseeded: draws from the global generator
+        row(top_p=0.9),  # unseeded too, after a constrained unseeded row
+    ]
+    if constrain:
+        rows[1].token_bitmask = bitmask_for([3, 17, 30])
+        rows[3].token_bitmask = bitmask_for([0, 9])
+        rows[5].token_bitmask = bitmask_for([8, 12, 13])
+    return rows
+
+
+def test_unconstrained_rows_are_bit_identical_whatever_other_rows_are_constrained() -> None:
+    free, masked = mixed_rows(False), mixed_rows(True)
+    for step in range(25):
+        logits = random_logits(7, seed=step)
+        plain_logits, mixed_logits = logits.clone(), logits.clone()
+        torch.manual_seed(step)
+        plain = sample(plain_logits, free)
+        torch.manual_seed(step)
+        mixed = sample(mixed_logits, masked)
+        assert plain.logprobs is not None and mixed.logprobs is not None
+        for i in (0, 2, 4, 6):
+            assert plain.token_ids[i] == mixed.token_ids[i]
+            assert torch.equal(plain.logprobs[i], mixed.logprobs[i])
+            assert torch.equal(plain_logits[i], mixed_logits[i])
+        assert mixed.token_ids[1] in (3, 17, 30) and mixed.token_ids[3] in (0, 9)
+        assert mixed.token_ids[5] in (8, 12, 13)
+        for rows, result in ((free, plain), (masked, mixed)):
+            for r, t in zip(rows, result.token_ids, strict=True):
+                r.output_ids.append(t)  # penalties see each run's own history
+
+
+def test_a_constrained_row_samples_only_allowed_tokens_in_proportion() -> None:
+    logits = torch.zeros(1, VOCAB)
+    logits[0, 5] = 2.0  # the favourite is not allowed
+    seen = draws(
+        logits, lambda: RowState(SamplingParams(max_tokens=1), [], None, bitmask_for([1, 2])), 400
+    )
+    assert set(seen) == {1, 2}
+    assert 150 < seen.count(1) < 250  # equal logits: about half each
+    greedy = RowState(SamplingParams(max_tokens=1, temperature=0.0), [], None, bitmask_for([7, 9]))
+    logits[0, 9] = 1.0
+    assert sample(logits.clone(), [greedy]).token_ids == [9]
+
+
+def test_constrained_logprobs_are_those_of_the_masked_distribution() -> None:
+    logits = random_logits(2)
+    allowed = [2, 3, 20, 31]
+    rows = [
+        RowState(SamplingParams(max_tokens=1, logprobs=5), [], None, bitmask_for(allowed)),
+        row(logprobs=1),
+    ]
+    result = sample(logits.clone(), rows)
+    assert result.logprobs is not None
+    expected = torch.full((VOCAB,), float("-inf"))
+    expected[allowed] = logits[0, allowed].log_softmax(-1)
+    torch.testing.assert_close(result.logprobs[0], expected)
+    assert result.token_ids[0] in allowed
+    torch.testing.assert_close(result.logprobs[1], logits[1].log_softmax(-1))
