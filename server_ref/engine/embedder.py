@@ -189,7 +189,7 @@ class Embedder:
     def _check_inputs(
         self, inputs: Sequence[str] | Sequence[Sequence[int]]
     ) -> tuple[list[str], list[list[int]]]:
-        items = list(inputs)
+        items = [inputs] if isinstance(inputs, str) else list(inputs)  # a str is a Sequence
         if not items:
             raise EmptyInputError("input must not be an empty list")
         if len(items) > self.limits.max_inputs:

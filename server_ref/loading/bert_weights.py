@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from server_ref.models.bert import BertConfig, SentenceBert
+from server_ref.models.prepack import prepack_linears
 
 __all__ = ["ModelFilesError", "SentenceConfig", "load_sentence_bert", "read_bert_config"]
 
@@ -148,9 +149,13 @@ def bert_state_dict(cfg: BertConfig, tensors: dict[str, Tensor]) -> dict[str, Te
 
 
 def load_sentence_bert(
-    folder: Path, device: torch.device, dtype: torch.dtype
+    folder: Path, device: torch.device, dtype: torch.dtype, *, prepack: bool = True
 ) -> tuple[SentenceBert, SentenceConfig]:
-    """Build the encoder from ``folder`` on ``device`` in ``dtype``, in eval mode."""
+    """Build the encoder from ``folder`` on ``device`` in ``dtype``, in eval mode.
+
+    ``prepack``: on CPU, hand the linear layers to oneDNN in its blocked layout
+    (``models.prepack``); ignored where that is not possible (CUDA, float16).
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -180,6 +185,8 @@ def load_sentence_bert(
     model.load_state_dict({k: sd[k] for k in expected}, assign=True, strict=True)
     model.to(device=device, dtype=dtype)
     model.eval().requires_grad_(False)
+    if prepack:
+        prepack_linears(model)
     return model, sentence
 
 

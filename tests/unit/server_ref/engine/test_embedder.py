@@ -113,6 +113,10 @@ async def test_async_callers_are_batched_too(embedder: Embedder) -> None:
         np.testing.assert_allclose(result.vectors[0], _alone(embedder, text), atol=1e-6)
 
 
+def test_a_bare_string_is_one_input_not_its_characters(embedder: Embedder) -> None:
+    assert embedder.submit("hello world").result(10).vectors.shape[0] == 1
+
+
 def test_token_ids_are_embedded_as_given(embedder: Embedder) -> None:
     ids = embedder.tokenizer.encode("hello world")  # [CLS] ... [SEP], as /tokenize gives
 
