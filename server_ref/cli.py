@@ -66,11 +66,12 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    rows = [("NAME", "SIZE", "SOURCE", "CACHED", "DESCRIPTION")]
+    rows = [("NAME", "KIND", "SIZE", "SOURCE", "CACHED", "DESCRIPTION")]
+    defaults = (registry.DEFAULT_MODEL, registry.DEFAULT_EMBEDDING_MODEL)
     for spec in registry.MODELS.values():
-        cached = "yes" if registry.model_path(spec.name).is_file() else "no"
-        name = spec.name + (" (default)" if spec.name == registry.DEFAULT_MODEL else "")
-        rows.append((name, _mb(spec.size), spec.requirement, cached, spec.description))
+        cached = "yes" if registry.is_cached(spec.name) else "no"
+        name = spec.name + (" (default)" if spec.name in defaults else "")
+        rows.append((name, spec.kind, _mb(spec.size), spec.requirement, cached, spec.description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))

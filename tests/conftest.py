@@ -23,3 +23,11 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kit.tinymodel import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight sentence-transformers BERT folder (WordPiece, 16-token limit)."""
+    from kit.tinybert import write_tiny_bert
+
+    return write_tiny_bert(tmp_path_factory.mktemp("tinybert") / "model")

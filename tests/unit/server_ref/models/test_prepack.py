@@ -73,10 +73,17 @@ def test_unsupported_dtype_leaves_the_model_alone() -> None:
     assert isinstance(model[0], nn.Linear)
 
 
-def test_layers_with_bias_are_not_touched() -> None:
-    model = nn.Sequential(nn.Linear(8, 8))
-    assert prepack_linears(model) == 0
-    assert isinstance(model[0], nn.Linear)
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 7])
+def test_layers_with_bias_are_packed_with_it(rows: int) -> None:
+    torch.manual_seed(rows)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 5, bias=False))
+    x = torch.randn(rows, 8)
+    with torch.no_grad():
+        want = model(x)
+        assert prepack_linears(model) == 2
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
+    assert isinstance(model[0], PackedLinear) and model[0].bias is not None
 
 
 @needs_onednn
