@@ -167,6 +167,8 @@ def read_flow(
     while True:
         for chunk in chunks:
             start.accumulator.add(chunk)
+            for observer in start.observers:
+                observer.chunk(chunk)
             yield chunk
         if decoder.done:
             return
