@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         UnprocessableEntityError as UnprocessableEntityError,
     )
     from ._policies.counting import TokenCount as TokenCount
+    from ._policies.hooks import CallHooks as CallHooks, CallInfo as CallInfo, Hooks as Hooks
     from ._policies.options import CallOptions as CallOptions
     from ._policies.ratelimit import RateLimiter as RateLimiter
     from ._protocol.accumulate import (
