@@ -62,11 +62,8 @@ if TYPE_CHECKING:
         RequestOptions as RequestOptions,
         RetryPolicy as RetryPolicy,
     )
-    from ._protocol.routing import (
-        AffinityPolicy as AffinityPolicy,
-        EndpointStatus as EndpointStatus,
-        HealthPolicy as HealthPolicy,
-    )
+    from ._protocol.prefix import AffinityPolicy as AffinityPolicy
+    from ._protocol.routing import EndpointStatus as EndpointStatus, HealthPolicy as HealthPolicy
     from ._protocol.sse import ServerSentEvent as ServerSentEvent, SSEDecoder as SSEDecoder
     from ._routing.endpoint import Endpoint as Endpoint
     from ._routing.router import AsyncRouter as AsyncRouter, Router as Router

@@ -22,28 +22,29 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from sdk._exceptions import APIError, APIStatusError, RouterConfigError
+from sdk._exceptions import APIError, APIStatusError
 from sdk._policies.counting import TokenCount, count_flow
 from sdk._policies.guard import plan_call
-from sdk._policies.options import Policies, PolicyOptions
+from sdk._policies.options import PolicyOptions
 from sdk._policies.remote import tokenizer_flow
 from sdk._protocol.actions import Flow, Sleep
+from sdk._protocol.failover import moves_on, next_attempt
 from sdk._protocol.flow import AttemptHooks, StreamStart, call_flow, stream_flow
-from sdk._protocol.options import ClientConfig, RequestOptions
+from sdk._protocol.options import RequestOptions
+from sdk._protocol.prefix import PrefixKey, prefix_key
 from sdk._protocol.request import RETRY_COUNT_HEADER, APICall
-from sdk._protocol.routing import PrefixKey, Routing, moves_on, next_attempt, prefix_key
+from sdk._protocol.routing import Routing
 from sdk.tokens.tokenizer import Tokenizer
 from sdk.types import APIObject, Model, ModelList
 
-from .endpoint import INHERIT, Endpoint
+from .endpoint import Endpoint
+from .table import Route, RouteTable
 
 __all__ = [
-    "Route",
-    "RouteTable",
     "routed_call_flow",
     "routed_count_flow",
     "routed_stream_flow",
@@ -53,50 +54,6 @@ __all__ = [
 T = TypeVar("T", bound=APIObject)
 R = TypeVar("R")
 Send = Callable[..., Flow[R]]  # call_flow / stream_flow: (config, call, options, hooks=)
-
-
-@dataclass(frozen=True)
-class Route:
-    """An endpoint with what its attempts are sent with: its config and its policies."""
-
-    endpoint: Endpoint
-    config: ClientConfig
-    policies: Policies
-
-
-@dataclass(frozen=True)
-class RouteTable:
-    """A router's endpoints and shared routing state; ``only`` restricts it (``pin``)."""
-
-    routes: tuple[Route, ...]
-    routing: Routing
-    retry_config: ClientConfig  # the router-wide settings: retry policy, timeout, headers
-    only: frozenset[int] | None = None
-
-    @classmethod
-    def build(cls, routing: Routing, config: ClientConfig, policies: Policies) -> RouteTable:
-        routes = []
-        for endpoint in routing.endpoints:
-            assert isinstance(endpoint, Endpoint)
-            api_key = config.api_key if endpoint.api_key is None else endpoint.api_key
-            budget = endpoint.token_budget
-            own = Policies(
-                token_budget=policies.token_budget if budget == INHERIT else budget,
-                rate_limiter=endpoint.rate_limiter,
-                tokenizers=policies.tokenizers,  # keyed by server: each endpoint's own
-            )
-            routes.append(
-                Route(endpoint, replace(config, base_url=endpoint.base_url, api_key=api_key), own)
-            )
-        return cls(tuple(routes), routing, config)
-
-    def pinned(self, name: str) -> RouteTable:
-        """This table with every call sent to the endpoint called ``name``."""
-        for i, route in enumerate(self.routes):
-            if route.endpoint.name == name and (self.only is None or i in self.only):
-                return replace(self, only=frozenset({i}))
-        names = ", ".join(repr(r.endpoint.name) for r in self.routes)
-        raise RouterConfigError(f"no endpoint is called {name!r} (the endpoints: {names})")
 
 
 def routed_call_flow(

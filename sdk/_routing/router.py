@@ -37,10 +37,11 @@ from sdk._protocol.options import (
     TimeoutTypes,
     make_config,
 )
-from sdk._protocol.routing import AffinityPolicy, EndpointStatus, HealthPolicy, Routing, Strategy
+from sdk._protocol.prefix import AffinityPolicy
+from sdk._protocol.routing import EndpointStatus, HealthPolicy, Routing, Strategy
 
 from .endpoint import Endpoint
-from .flow import RouteTable
+from .table import RouteTable
 
 if TYPE_CHECKING:
     from sdk._policies.counting import TokenCount

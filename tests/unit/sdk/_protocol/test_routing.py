@@ -10,15 +10,9 @@ import httpx
 import pytest
 
 import sdk
-from sdk._protocol.routing import (
-    AffinityPolicy,
-    HealthPolicy,
-    NextAttempt,
-    Routing,
-    moves_on,
-    next_attempt,
-    prefix_key,
-)
+from sdk._protocol.failover import NextAttempt, moves_on, next_attempt
+from sdk._protocol.prefix import AffinityPolicy, prefix_key
+from sdk._protocol.routing import HealthPolicy, Routing
 
 POLICY = sdk.RetryPolicy(max_retries=3, jitter=0.0)
 
@@ -190,7 +184,7 @@ def test_remembered_blocks_are_bounded() -> None:
     r = routing("a", "b", strategy="prefix_affinity", affinity=AffinityPolicy(remembered_blocks=3))
     old = prefix_key(chat("z" * 1000), 256)  # 5 blocks: the first two are forgotten at once
     r.take(1, old)
-    assert list(r._learned) == list(old[2:])
+    assert list(r.prefixes._learned) == list(old[2:])
 
 
 def test_prefix_key() -> None:
