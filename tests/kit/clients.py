@@ -96,6 +96,13 @@ class Api:
         with stream:
             return list(stream)
 
+    async def _anext_chunk(self, stream: Any) -> Any:
+        return await anext(await stream)
+
+    def next_chunk(self, stream: Any) -> Any:
+        """The next chunk of an open stream (awaited for the async client)."""
+        return self._anext_chunk(stream) if self.is_async else next(stream)
+
     async def _afinal(self, stream: Any) -> Any:
         return await (await stream).get_final_completion()
 

@@ -314,3 +314,12 @@ def test_endpoint_names_and_defaults() -> None:
     served = Endpoint("http://h", models=["x"], aliases={"y": "own-y"})
     assert served.models == frozenset({"x", "y"}) and served.model_name("y") == "own-y"
     assert "key" not in repr(Endpoint("http://h", api_key="secret-key"))
+
+
+def test_max_retries_per_call_bounds_failover_too(api: Api) -> None:
+    reps = Replicas()
+    reps["a"].fail(503)
+    router = api.router(reps, reps.urls, strategy="round_robin")
+    with pytest.raises(sdk.InternalServerError):
+        chat(api, router, max_retries=0)
+    assert reps.served() == ["a"]

@@ -212,3 +212,18 @@ def test_concurrent_calls_never_exceed_any_endpoints_limits(flavour: str) -> Non
     # 63 requests (3 of them refused) at 18 a minute: the fourth minute starts at 180 s, and
     # no call waited for one endpoint while another had room
     assert clock.now == 180.0
+
+
+def test_a_tokenizer_comes_from_the_first_endpoint_that_answers(api: Api) -> None:
+    hosts = Hosts({"a": FakeServer(), "b": FakeServer(*toy_export(context_length=99))})
+
+    def refuse_a(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a.test":
+            raise httpx.ConnectError("refused", request=request)
+        return hosts(request)
+
+    router = api.router(refuse_a, [hosts.url("a"), hosts.url("b")])
+    assert api.run(lambda r: r.tokenizer(MODEL), router).context_length == 99
+    assert router.endpoint_status()[0].failures == 1
+    with pytest.raises(sdk.APIConnectionError):  # nowhere else to ask
+        api.run(lambda r: r.pin("a.test").count_tokens(MODEL, prompt="hi"), router)

@@ -202,9 +202,11 @@ def test_a_stream_closed_early_ends_its_span(api: Api, tracing: Tracing) -> None
     )
     api.keep_loop()
     stream = api.run(lambda c: c.completions.create(model="m", prompt="x", stream=True), client)
+    assert api.run(lambda c: api.next_chunk(_ready(stream)), client).choices[0].text == "a"
     api.run(lambda c: stream.close(), client)
     span = tracing.span()
     assert span.name == "text_completion m" and span.status.status_code is StatusCode.UNSET
+    assert semconv.TIME_TO_FIRST_CHUNK in (span.attributes or {})
 
 
 def test_a_failed_call_sets_error_type_and_status(api: Api, tracing: Tracing) -> None:
