@@ -174,6 +174,6 @@ def read_flow(
             return
         data = yield ReadChunk(start.response, start.chunks)
         if data is None:
-            decoder.finish()  # raises: [DONE] never came, the connection broke
-            return
+            break
         chunks = decoder.feed(data)
+    decoder.finish()  # the body ended before [DONE]: this raises, the connection broke
