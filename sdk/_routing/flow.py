@@ -32,9 +32,9 @@ from sdk._policies.guard import plan_call
 from sdk._policies.options import PolicyOptions
 from sdk._policies.remote import tokenizer_flow
 from sdk._protocol.actions import Flow, Sleep
-from sdk._protocol.failover import moves_on, next_attempt
+from sdk._protocol.failover import NextAttempt, moves_on, next_attempt
 from sdk._protocol.flow import AttemptHooks, StreamStart, call_flow, stream_flow
-from sdk._protocol.options import RequestOptions
+from sdk._protocol.options import RequestOptions, RetryPolicy
 from sdk._protocol.prefix import PrefixKey, prefix_key
 from sdk._protocol.request import RETRY_COUNT_HEADER, APICall
 from sdk._protocol.routing import Routing
@@ -118,11 +118,7 @@ def _routed(
     policy = table.retry_config.retry
     if "max_retries" in options:
         policy = replace(policy, max_retries=options["max_retries"])
-    # One key for every attempt on every endpoint: a server that saw an earlier attempt (or a
-    # proxy in front of several) can recognise the call. GET is idempotent and gets none.
-    idempotency_key = options.get("idempotency_key")
-    if idempotency_key is None and call.method != "GET":
-        idempotency_key = f"llm-sdk-{uuid.uuid4().hex}"
+    idempotency_key = _idempotency_key(call, options)
     tried: set[int] = set()  # endpoints this call failed on (in this round)
     deferred: dict[int, float] = {}  # endpoint -> seconds until its rate limiter has room
     same: int | None = None  # retry on this endpoint (409)
@@ -148,20 +144,11 @@ def _routed(
             hooks: AttemptHooks | None = planned.hooks()
             result = yield from send(route.config, planned.call, attempt, hooks=hooks)
         except APIError as exc:
-            routing.release(i)
-            if moves_on(exc):
-                routing.failed(i, exc.retry_after if isinstance(exc, APIStatusError) else None)
-            else:
-                routing.succeeded(i)  # it answered: alive
-            tried.add(i)
-            untried = bool(set(pool) - tried)
-            step = next_attempt(exc, retries, policy, untried=untried, rand=random.random())
+            step = _after_failure(routing, i, exc, pool, tried, retries, policy)
             if step is None:
                 raise
             if step.delay > 0:
                 yield Sleep(step.delay)
-            if not untried:
-                tried.clear()  # every endpoint failed once: a new round, after the backoff
             same = i if step.same_endpoint else None
             deferred.clear()
             retries += 1
@@ -171,6 +158,38 @@ def _routed(
             raise
         routing.succeeded(i)
         return finish(i, result, retries)
+
+
+def _idempotency_key(call: APICall[Any], options: RequestOptions) -> str | None:
+    """One key for every attempt on every endpoint: a server that saw an earlier attempt (or
+    a proxy in front of several) can recognise the call. GET is idempotent and gets none."""
+    key = options.get("idempotency_key")
+    if key is None and call.method != "GET":
+        key = f"llm-sdk-{uuid.uuid4().hex}"
+    return key
+
+
+def _after_failure(
+    routing: Routing,
+    i: int,
+    error: APIError,
+    pool: list[int],
+    tried: set[int],
+    retries: int,
+    policy: RetryPolicy,
+) -> NextAttempt | None:
+    """Record a failed attempt on endpoint ``i`` and say what comes next."""
+    routing.release(i)
+    if moves_on(error):
+        routing.failed(i, error.retry_after if isinstance(error, APIStatusError) else None)
+    else:
+        routing.succeeded(i)  # it answered: alive
+    tried.add(i)
+    untried = bool(set(pool) - tried)
+    step = next_attempt(error, retries, policy, untried=untried, rand=random.random())
+    if step is not None and not untried:
+        tried.clear()  # every endpoint failed once: a new round, after the backoff
+    return step
 
 
 def _pick(
