@@ -35,10 +35,13 @@ if TYPE_CHECKING:
         InternalServerError as InternalServerError,
         InvalidRequestParamsError as InvalidRequestParamsError,
         LengthFinishReasonError as LengthFinishReasonError,
+        NoEndpointError as NoEndpointError,
         NotFoundError as NotFoundError,
         OutputParseError as OutputParseError,
         PermissionDeniedError as PermissionDeniedError,
         RateLimitError as RateLimitError,
+        RouterConfigError as RouterConfigError,
+        RouterError as RouterError,
         SDKError as SDKError,
         StructuredOutputError as StructuredOutputError,
         TokenBudgetError as TokenBudgetError,
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
         UnprocessableEntityError as UnprocessableEntityError,
     )
     from ._policies.counting import TokenCount as TokenCount
+    from ._policies.hooks import CallHooks as CallHooks, CallInfo as CallInfo, Hooks as Hooks
     from ._policies.options import CallOptions as CallOptions
     from ._policies.ratelimit import RateLimiter as RateLimiter
     from ._protocol.accumulate import (
@@ -58,7 +62,11 @@ if TYPE_CHECKING:
         RequestOptions as RequestOptions,
         RetryPolicy as RetryPolicy,
     )
+    from ._protocol.prefix import AffinityPolicy as AffinityPolicy
+    from ._protocol.routing import EndpointStatus as EndpointStatus, HealthPolicy as HealthPolicy
     from ._protocol.sse import ServerSentEvent as ServerSentEvent, SSEDecoder as SSEDecoder
+    from ._routing.endpoint import Endpoint as Endpoint
+    from ._routing.router import AsyncRouter as AsyncRouter, Router as Router
     from ._streaming import AsyncStream as AsyncStream, Stream as Stream
     from .tokens.budget import TokenBudget as TokenBudget
     from .tokens.tokenizer import Tokenizer as Tokenizer

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 import httpx
 from typing_extensions import Unpack
 
-from ._policies.options import AUTO, BudgetSetting, ClientSettings, Policies, split_policy_options
+from ._policies.options import (
+    AUTO,
+    BudgetSetting,
+    ClientSettings,
+    HooksSetting,
+    Policies,
+    PolicyOptions,
+    hooks_tuple,
+    split_policy_options,
+)
 from ._protocol.options import (
     DEFAULT_TIMEOUT,
     ClientConfig,
@@ -47,6 +56,7 @@ __all__ = ["USER_AGENT", "BaseClient"]
 USER_AGENT = f"llm-sdk/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
 
 T = TypeVar("T", bound="APIObject")
+R = TypeVar("R")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 SleepT = TypeVar("SleepT")
@@ -73,6 +83,7 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
         default_headers: Mapping[str, str] | None = None,
         token_budget: BudgetSetting = AUTO,
         rate_limiter: RateLimiter | None = None,
+        hooks: HooksSetting = None,
         http_client: HttpT | None = None,
         transport: TransportT | None = None,
         sleep: SleepT | None = None,
@@ -86,13 +97,17 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
         )
         if max_retries is not None:
             options["max_retries"] = max_retries
-        config = make_config(options, os.environ, USER_AGENT)
+        self._config = make_config(options, os.environ, USER_AGENT)
+        self._policies = Policies(token_budget, rate_limiter, hooks=hooks_tuple(hooks))
+        self._init_io(http_client, transport, sleep)
+
+    def _init_io(
+        self, http_client: HttpT | None, transport: TransportT | None, sleep: SleepT | None
+    ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
-        owns_http = http_client is None
-        http = self._new_http(transport) if http_client is None else http_client
-        self._config, self._policies = config, Policies(token_budget, rate_limiter)
-        self._http, self._owns_http = http, owns_http
+        self._owns_http = http_client is None
+        self._http = self._new_http(transport) if http_client is None else http_client
         self._sleep = self._default_sleep() if sleep is None else sleep
 
     def _new_http(self, transport: TransportT | None) -> HttpT:
@@ -133,20 +148,39 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
     # --- the flows the drivers run --------------------------------------------------------
 
     def _call_flow(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> Flow[T]:
-        from ._policies.guard import guarded_call_flow
-
         rest, policy_options = split_policy_options(kwargs)
         call, options = build(rest)
-        return guarded_call_flow(self._config, self._policies, call, options, policy_options)
+        return self._observed(call, self._send_call(call, options, policy_options))
 
     def _stream_flow(
         self, build: CallBuilder[T], kwargs: Mapping[str, Any]
     ) -> Flow[StreamStart[T, Any]]:
-        from ._policies.guard import guarded_stream_flow
-
         rest, policy_options = split_policy_options(kwargs)
         call, options = build(rest)
+        return self._observed(call, self._send_stream(call, options, policy_options))
+
+    def _send_call(
+        self, call: APICall[T], options: RequestOptions, policy_options: PolicyOptions
+    ) -> Flow[T]:
+        """Where a call goes (a ``Router`` overrides this and ``_send_stream``)."""
+        from ._policies.guard import guarded_call_flow
+
+        return guarded_call_flow(self._config, self._policies, call, options, policy_options)
+
+    def _send_stream(
+        self, call: APICall[T], options: RequestOptions, policy_options: PolicyOptions
+    ) -> Flow[StreamStart[T, Any]]:
+        from ._policies.guard import guarded_stream_flow
+
         return guarded_stream_flow(self._config, self._policies, call, options, policy_options)
+
+    def _observed(self, call: APICall[Any], flow: Flow[R]) -> Flow[R]:
+        """``flow`` watched by the client's hooks, if it has any (nothing loads otherwise)."""
+        if not self._policies.hooks:
+            return flow
+        from ._policies.hooks import CallInfo, observed_flow
+
+        return observed_flow(flow, self._policies.hooks, CallInfo.of(call))
 
     def _tokenizer_flow(self, model: str) -> Flow[Tokenizer]:
         from ._policies.remote import tokenizer_flow
@@ -157,7 +191,6 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
         self, model: str, messages: object | None, prompt: str | None
     ) -> Flow[TokenCount]:
         from ._exceptions import InvalidRequestParamsError
-        from ._policies.counting import count_flow
 
         if (messages is None) == (prompt is None):
             raise InvalidRequestParamsError("pass exactly one of messages=... or prompt=...")
@@ -166,4 +199,9 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
         if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable | None):
             raise InvalidRequestParamsError("messages must be a list of chat messages")
         request: Any = prompt if messages is None else list(messages)
+        return self._send_count(model, request)
+
+    def _send_count(self, model: str, request: list[dict[str, Any]] | str) -> Flow[TokenCount]:
+        from ._policies.counting import count_flow
+
         return count_flow(self._config, self._policies.tokenizers, model, request)

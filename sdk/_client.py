@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 from typing_extensions import Unpack
@@ -66,6 +66,10 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport, Callable[[float], Non
     (``sdk.RateLimiter``) keeps calls under requests/tokens per minute. Both are off by
     default, and then no call costs anything extra; when on, each model's tokenizer is
     fetched once per client (see ``tokenizer``).
+
+    ``hooks`` watch every call: ``sdk.Hooks(on_request=..., on_response=..., on_end=...)``
+    for plain callbacks, ``sdk.otel.OpenTelemetryHooks()`` for a span per call (the ``otel``
+    extra), or a list of both.
     """
 
     def _new_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
@@ -79,7 +83,7 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport, Callable[[float], Non
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -12,6 +12,9 @@
     │   ├── ContentFilterFinishReasonError            a content filter stopped the reply
     │   └── OutputParseError (also ValueError)        not JSON, or JSON the type does not accept
     ├── ToolLoopLimitError                            run_tools: still calling tools at max_rounds
+    ├── RouterError (also ValueError)                 a Router cannot place a call; nothing was sent
+    │   ├── RouterConfigError                         built wrong: no endpoints, duplicate names...
+    │   └── NoEndpointError                           no endpoint serves the call's model
     └── APIError                                      something went wrong talking to the server
         ├── APIConnectionError                        no complete answer: refused, reset, cut off
         │   └── APITimeoutError                       a connect/read/write/pool timeout fired
@@ -29,6 +32,9 @@
 ``StructuredOutputError``s carry the ``completion`` they were raised for (a refusal is not
 an error: it sets ``message.refusal`` and leaves ``parsed`` empty); ``OutputParseError`` also
 carries the raw ``text``. ``ToolLoopLimitError`` carries the conversation so far.
+
+A ``Router`` raises ``RouterConfigError`` when it is built (or copied with ``with_options``)
+and ``NoEndpointError`` when a call is made, in both cases before any request goes out.
 
 ``TokenizerError`` and ``ChatTemplateError`` are defined in ``sdk.tokens.errors`` (the server
 raises them too); the token-budget errors carry the counts (``prompt_tokens``, ``max_tokens``,
@@ -70,10 +76,13 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestParamsError",
     "LengthFinishReasonError",
+    "NoEndpointError",
     "NotFoundError",
     "OutputParseError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RouterConfigError",
+    "RouterError",
     "SDKError",
     "StructuredOutputError",
     "TokenBudgetError",
@@ -207,6 +216,27 @@ class ToolLoopLimitError(SDKError):
         super().__init__(message)
         self.messages = messages
         self.completion = completion
+
+
+class RouterError(SDKError, ValueError):
+    """A ``Router`` cannot place a call (see the subclasses); nothing was sent."""
+
+
+class RouterConfigError(RouterError):
+    """A ``Router`` was built wrong: no endpoints, two endpoints with one name, an unknown
+    strategy, a weight that is not positive.
+
+    >>> Router([])  # doctest: +SKIP
+    RouterConfigError: a Router needs at least one endpoint
+    """
+
+
+class NoEndpointError(RouterError):
+    """No endpoint of the ``Router`` serves the model a call asked for.
+
+    >>> router.chat.completions.create(model="nobody-serves-this", messages=msgs)  # doctest: +SKIP
+    NoEndpointError: no endpoint serves model 'nobody-serves-this' (a: llama, b: llama, qwen)
+    """
 
 
 class APIError(SDKError):

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -42,12 +44,26 @@ T = TypeVar("T", bound="APIObject")
 
 
 class _State:
-    """What a stream and its read loop share: whether ``close()`` was called, and whether
-    the loop has ended (its response is closed)."""
+    """What a stream and its read loop share: whether ``close()`` was called, whether the
+    loop has ended (its response is closed), and whether the observers were told."""
 
     closed = False
     finished = False
     owner: asyncio.Task[Any] | None = None  # the task that last read an async stream
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.lock = threading.Lock()  # close() may race the reading thread to _end
+
+
+def _end(start: StreamStart[Any, Any], state: _State, error: BaseException | None) -> None:
+    """Tell the stream's observers (``StreamStart.observers``) that it ended, once."""
+    with state.lock:
+        if state.ended:
+            return
+        state.ended = True
+    for observer in start.observers:
+        observer.end(error)
 
 
 class BaseStream(Generic[T]):
@@ -58,6 +74,8 @@ class BaseStream(Generic[T]):
         self.response_info: ResponseInfo = start.info
         self._start = start
         self._state = _State()
+        if start.observers:  # a stream dropped unread still ends for its observers
+            weakref.finalize(self, _end, start, self._state, None)
 
     def _text(self, chunk: T) -> str | None:
         return self._start.accumulator.text(chunk)
@@ -73,6 +91,7 @@ def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator
     from ._protocol.stream import read_flow
 
     flow, data = read_flow(start), None
+    error: APIError | None = None
     try:
         while True:
             item = flow.send(data)
@@ -86,12 +105,14 @@ def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator
                 return
     except StopIteration:
         return
-    except APIError:
+    except APIError as exc:
         if not state.closed:  # after close(), a failing read is the expected end
+            error = exc
             raise
     finally:
         state.finished = True
         start.response.close()
+        _end(start, state, error)
 
 
 _closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
@@ -122,6 +143,7 @@ async def _aiterate(
     from ._protocol.stream import read_flow
 
     flow, data = read_flow(start), None
+    error: APIError | None = None
     try:
         while True:
             item = flow.send(data)
@@ -136,14 +158,16 @@ async def _aiterate(
                 return
     except StopIteration:
         return
-    except APIError:
+    except APIError as exc:
         if not state.closed:  # after close(), a failing read is the expected end
+            error = exc
             raise
     finally:
         # Also reached when the task iterating is cancelled, so the server sees the
         # connection close and stops generating.
         state.finished = True
         await start.response.aclose()
+        _end(start, state, error)
 
 
 class Stream(BaseStream[T]):
@@ -177,6 +201,7 @@ class Stream(BaseStream[T]):
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             self._iterator.close()
         self.response.close()  # also ends a read blocked in another thread
+        _end(self._start, self._state, None)
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -228,6 +253,7 @@ class AsyncStream(BaseStream[T]):
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             await self._iterator.aclose()
         await self.response.aclose()  # also ends a read blocked in another task
+        _end(self._start, self._state, None)
 
     @property
     def text_stream(self) -> AsyncIterator[str]:

@@ -7,6 +7,8 @@
 * ``ratelimit`` — ``RateLimiter``: requests and tokens per minute, as attempt hooks
 * ``guard``     — the flow every chat and completion call runs: count, plan against the
   token budget (``sdk.tokens.budget``), pass the rate limiter, then ``_protocol``'s call flow
+* ``hooks``     — ``Hooks`` / ``CallHooks``: observers told of each call's requests, responses,
+  retries and end, wrapped around its flow (``sdk.otel`` is one)
 
 Everything here is a sans-I/O flow like ``_protocol``'s (driven by the clients); it uses
 ``sdk._protocol`` and the pure token library ``sdk.tokens``, and neither uses it.

@@ -19,8 +19,8 @@ every attempt passes the rate limiter (``ratelimit``).
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from sdk._exceptions import InvalidRequestParamsError, TokenBudgetError
 from sdk._protocol.flow import AttemptHooks, Flow, StreamStart, call_flow, stream_flow
@@ -38,8 +38,9 @@ from sdk.types import APIObject
 
 from .counting import Counter, counter_flow
 from .options import BudgetSetting, Policies, PolicyOptions
+from .ratelimit import RateLimiter, Reservation
 
-__all__ = ["guarded_call_flow", "guarded_stream_flow"]
+__all__ = ["PlannedCall", "guarded_call_flow", "guarded_stream_flow", "plan_call"]
 
 T = TypeVar("T", bound=APIObject)
 
@@ -56,8 +57,8 @@ def guarded_call_flow(
     """``call_flow`` behind the client's token budget and rate limiter, when it has them."""
     if not _guarded(policies, policy_options):
         return (yield from call_flow(config, call, options))
-    call, hooks = yield from _prepare(config, policies, call, policy_options)
-    return (yield from call_flow(config, call, options, hooks=hooks))
+    planned = yield from plan_call(config, policies, call, policy_options)
+    return (yield from call_flow(config, planned.call, options, hooks=planned.hooks()))
 
 
 def guarded_stream_flow(
@@ -73,8 +74,56 @@ def guarded_stream_flow(
     """
     if not _guarded(policies, policy_options):
         return (yield from stream_flow(config, call, options))
-    call, hooks = yield from _prepare(config, policies, call, policy_options)
-    return (yield from stream_flow(config, call, options, hooks=hooks))
+    planned = yield from plan_call(config, policies, call, policy_options)
+    return (yield from stream_flow(config, planned.call, options, hooks=planned.hooks()))
+
+
+@dataclass
+class PlannedCall(Generic[T]):
+    """A call as the policies let it go: its body (trimmed, clamped), the tokens each attempt
+    reserves and the limiter they are reserved with."""
+
+    call: APICall[T]
+    tokens: int = 0
+    limiter: RateLimiter | None = None
+    reservation: Reservation | None = None  # taken ahead by ``reserve``
+
+    def reserve(self) -> float:
+        """Take the limiter's room for the first attempt now: ``0.0`` when admitted, else the
+        seconds until it could be (nothing is taken then). A router asks before it commits
+        to an endpoint, so that a call goes where there is room instead of waiting."""
+        if self.limiter is None:
+            return 0.0
+        admitted = self.limiter.try_reserve(self.tokens)
+        if isinstance(admitted, Reservation):
+            self.reservation = admitted
+            return 0.0
+        return admitted
+
+    def hooks(self) -> AttemptHooks | None:
+        if self.limiter is None:
+            return None
+        return self.limiter.attempt_hooks(self.tokens, reserved=self.reservation)
+
+
+def plan_call(
+    config: ClientConfig, policies: Policies, call: APICall[T], options: PolicyOptions
+) -> Flow[PlannedCall[T]]:
+    """Count and plan ``call`` against the budget; ``PlannedCall(call)`` when nothing applies."""
+    if not _guarded(policies, options):
+        return PlannedCall(call)
+    budget = _effective_budget(config, policies, call, policies.budget_for(options))
+    limiter = policies.rate_limiter
+    counted = call.path in (_CHAT, _COMPLETION) and call.body is not None
+    needs_count = counted and (
+        budget is not None or (limiter is not None and limiter.tokens_per_minute is not None)
+    )
+    reserve = 0
+    if needs_count:
+        assert call.body is not None
+        body, reserve = yield from _plan(config, policies, call.path, dict(call.body), budget)
+        call = replace(call, body=body)
+    return PlannedCall(call, reserve, limiter)
 
 
 def _guarded(policies: Policies, options: PolicyOptions) -> bool:
@@ -92,23 +141,6 @@ def _effective_budget(
         return None
     held = policies.tokenizers.get(str(config.root_url), model)
     return TokenBudget() if held is not None and held.exact else None
-
-
-def _prepare(
-    config: ClientConfig, policies: Policies, call: APICall[T], options: PolicyOptions
-) -> Flow[tuple[APICall[T], AttemptHooks | None]]:
-    budget = _effective_budget(config, policies, call, policies.budget_for(options))
-    limiter = policies.rate_limiter
-    counted = call.path in (_CHAT, _COMPLETION) and call.body is not None
-    needs_count = counted and (
-        budget is not None or (limiter is not None and limiter.tokens_per_minute is not None)
-    )
-    reserve = 0
-    if needs_count:
-        assert call.body is not None
-        body, reserve = yield from _plan(config, policies, call.path, dict(call.body), budget)
-        call = replace(call, body=body)
-    return call, (limiter.attempt_hooks(reserve) if limiter is not None else None)
 
 
 def _plan(

@@ -8,15 +8,18 @@ nothing of either.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, cast
 
 from sdk._protocol.options import ClientOptions, RequestOptions
 from sdk.tokens.budget import TokenBudget
 
 from .ratelimit import RateLimiter
 from .registry import TokenizerRegistry
+
+if TYPE_CHECKING:
+    from .hooks import CallHooks
 
 __all__ = [
     "AUTO",
@@ -25,6 +28,7 @@ __all__ = [
     "ClientSettings",
     "Policies",
     "PolicyOptions",
+    "hooks_tuple",
     "split_policy_options",
 ]
 
@@ -33,11 +37,13 @@ AUTO: Literal["auto"] = "auto"
 # "auto" (the default): check calls against the context window only where the count is
 # exact and free, i.e. the client already holds the model's own tokenizer (see guard.py)
 BudgetSetting: TypeAlias = TokenBudget | Literal["auto"] | None
+HooksSetting: TypeAlias = "CallHooks | Sequence[CallHooks] | None"
 
 
 class PolicySettings(TypedDict, total=False):
     token_budget: BudgetSetting
     rate_limiter: RateLimiter | None
+    hooks: HooksSetting
 
 
 class ClientSettings(ClientOptions, PolicySettings, total=False):
@@ -78,12 +84,14 @@ class Policies:
     token_budget: BudgetSetting = AUTO
     rate_limiter: RateLimiter | None = None
     tokenizers: TokenizerRegistry = field(default_factory=TokenizerRegistry)
+    hooks: tuple[CallHooks, ...] = ()
 
     def updated(self, changes: PolicySettings) -> Policies:
         return Policies(
             token_budget=changes.get("token_budget", self.token_budget),
             rate_limiter=changes.get("rate_limiter", self.rate_limiter),
             tokenizers=self.tokenizers,
+            hooks=hooks_tuple(changes["hooks"]) if "hooks" in changes else self.hooks,
         )
 
     def budget_for(self, options: PolicyOptions) -> BudgetSetting:
@@ -91,3 +99,17 @@ class Policies:
         if not (budget is None or budget == AUTO or isinstance(budget, TokenBudget)):
             raise ValueError(f"a token budget is a TokenBudget, 'auto' or None, got {budget!r}")
         return budget
+
+
+def hooks_tuple(hooks: HooksSetting) -> tuple[CallHooks, ...]:
+    """``hooks=`` as given (one, several or ``None``) as a tuple, each checked."""
+    if hooks is None:
+        return ()
+    many = tuple(hooks) if isinstance(hooks, Sequence) else (hooks,)
+    for hook in many:
+        if not callable(getattr(hook, "start_call", None)):
+            raise TypeError(
+                f"hooks must be sdk.Hooks, sdk.otel.OpenTelemetryHooks or another object with "
+                f"start_call(call), got {hook!r}"
+            )
+    return many

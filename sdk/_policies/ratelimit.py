@@ -154,28 +154,31 @@ class RateLimiter:
 
     # --- the flow side ----------------------------------------------------------------------
 
-    def attempt_hooks(self, tokens: int) -> LimiterHooks:
-        """The hooks a call flow runs around each attempt (``sdk._protocol.flow.AttemptHooks``)."""
-        return LimiterHooks(self, tokens)
+    def attempt_hooks(self, tokens: int, reserved: Reservation | None = None) -> LimiterHooks:
+        """The hooks a call flow runs around each attempt (``sdk._protocol.flow.AttemptHooks``);
+        ``reserved``: room already taken (``try_reserve``) for the first attempt."""
+        return LimiterHooks(self, tokens, reserved)
 
 
 class LimiterHooks:
     """Reserve before each attempt, settle after it: ``AttemptHooks`` for the call flows."""
 
-    def __init__(self, limiter: RateLimiter, tokens: int) -> None:
+    def __init__(
+        self, limiter: RateLimiter, tokens: int, reserved: Reservation | None = None
+    ) -> None:
         self._limiter = limiter
         self._tokens = tokens
-        self._reservation: Reservation | None = None
+        self._reservation = reserved
 
     def before_attempt(self) -> Flow[None]:
         from sdk._protocol.actions import Sleep
 
-        while True:
+        while self._reservation is None:  # None: not taken ahead
             admitted = self._limiter.try_reserve(self._tokens)
             if isinstance(admitted, Reservation):
                 self._reservation = admitted
-                return
-            yield Sleep(admitted)
+            else:
+                yield Sleep(admitted)
 
     def after_attempt(self, result: object, error: APIError | None) -> None:
         reservation, self._reservation = self._reservation, None

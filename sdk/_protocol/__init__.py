@@ -13,6 +13,9 @@
 * ``function_tools`` / ``tool_loop`` — tools from Python functions; the tool-running loop
 * ``actions``    — what a flow asks its driver to do (send, read, close, sleep)
 * ``flow``       — the per-call generator that ties it together; the clients drive it
+* ``routing``    — a router's decisions: strategies, endpoint health and cooldowns
+* ``prefix``     — what prefix affinity remembers (prompt-prefix hashes, a consistent-hash ring)
+* ``failover``   — after a failed attempt: another endpoint, the same one, or give up
 
 Import from the submodules. The clients need only ``options`` and ``actions`` to exist, so
 creating one loads no pydantic model; the first call loads the rest.

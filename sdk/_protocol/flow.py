@@ -22,6 +22,11 @@ Retry decisions come from a tenacity ``Retrying`` used as a state machine (``ite
 
 ``AttemptHooks`` (optional) run around every attempt: ``before_attempt`` may yield ``Sleep``s
 (the client-side rate limiter waits there), ``after_attempt`` sees the result or the error.
+
+A stream outlives its flow: ``StreamStart.observers`` (``StreamObserver``) are told of every
+chunk (by ``stream.read_flow``) and of the stream's end, once (by the stream that owns the
+response), so layers above the core can finish their bookkeeping then: the router counts the
+stream as outstanding until it ends, tracing ends the call's span.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ __all__ = [
     "Send",
     "Sent",
     "Sleep",
+    "StreamObserver",
     "StreamStart",
     "call_flow",
     "make_status_error",
@@ -77,6 +83,17 @@ class AttemptHooks(Protocol):
     def after_attempt(self, result: object, error: APIError | None) -> None: ...
 
 
+class StreamObserver(Protocol):
+    """Told about an opened stream until it ends (see the module docstring): ``chunk`` sees
+    each chunk after the accumulator took it and before the caller does; ``end`` is called
+    once, with ``None`` when the stream was read to ``[DONE]`` or closed early, else with the
+    error that broke it."""
+
+    def chunk(self, chunk: Any) -> None: ...
+
+    def end(self, error: BaseException | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class StreamStart(Generic[T, C]):
     """A stream that delivered its first chunks (or ``[DONE]``); the rest is the caller's
@@ -88,6 +105,11 @@ class StreamStart(Generic[T, C]):
     first: list[T]
     info: ResponseInfo
     accumulator: Accumulator[T, Any]
+    observers: tuple[StreamObserver, ...] = ()
+
+    def observed_by(self, observer: StreamObserver) -> StreamStart[T, C]:
+        """This start with one more observer."""
+        return replace(self, observers=(*self.observers, observer))
 
 
 def call_flow(

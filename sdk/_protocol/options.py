@@ -26,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "TimeoutTypes",
     "make_config",
+    "parse_base_url",
     "split_options",
     "to_timeout",
     "update_config",
@@ -126,7 +127,8 @@ def to_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return value if isinstance(value, httpx.Timeout) else httpx.Timeout(value)
 
 
-def _parse_base_url(value: str | httpx.URL) -> httpx.URL:
+def parse_base_url(value: str | httpx.URL) -> httpx.URL:
+    """A validated ``http(s)://host[:port][/path]`` without a trailing slash (``ValueError``)."""
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -149,7 +151,7 @@ def make_config(
     if "max_retries" in options:
         policy = replace(policy, max_retries=options["max_retries"])
     return ClientConfig(
-        base_url=_parse_base_url(base_url),
+        base_url=parse_base_url(base_url),
         api_key=env.get(API_KEY_ENV) if api_key is None else api_key,
         timeout=to_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
         retry=policy,
@@ -166,7 +168,7 @@ def update_config(config: ClientConfig, changes: ClientOptions) -> ClientConfig:
     base_url = changes.get("base_url")
     return replace(
         config,
-        base_url=config.base_url if base_url is None else _parse_base_url(base_url),
+        base_url=config.base_url if base_url is None else parse_base_url(base_url),
         api_key=changes.get("api_key", config.api_key),
         timeout=to_timeout(changes["timeout"]) if "timeout" in changes else config.timeout,
         retry=policy,

@@ -167,11 +167,13 @@ def read_flow(
     while True:
         for chunk in chunks:
             start.accumulator.add(chunk)
+            for observer in start.observers:
+                observer.chunk(chunk)
             yield chunk
         if decoder.done:
             return
         data = yield ReadChunk(start.response, start.chunks)
         if data is None:
-            decoder.finish()  # raises: [DONE] never came, the connection broke
-            return
+            break
         chunks = decoder.feed(data)
+    decoder.finish()  # the body ended before [DONE]: this raises, the connection broke

@@ -35,12 +35,15 @@ class ResponseInfo:
 
     >>> completion.response_info.request_id  # doctest: +SKIP
     'req_7f3a...'
+
+    ``endpoint``: the name of the ``Router`` endpoint that answered (``None`` for a client).
     """
 
     status_code: int
     headers: Mapping[str, str]
     request_id: str | None
     retries_taken: int
+    endpoint: str | None = None
 
 
 class APIObject(BaseModel):

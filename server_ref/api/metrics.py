@@ -4,9 +4,9 @@ A registry per app (not prometheus-client's global one) lets several apps live i
 (tests) without "Duplicated timeseries" errors. Names follow vLLM's ``vllm:*`` family with our
 own prefix, so dashboards written for vLLM map over by renaming the prefix.
 
-Gauges (running/waiting requests, KV cache usage) are read from ``engine.stats()`` at scrape
-time by a custom collector; counters and histograms are fed by ``RequestMetrics`` as the API
-layer sees outputs go by.
+Gauges (running/waiting requests, KV cache usage) and the prefix cache's counters are read
+from ``engine.stats()`` at scrape time by a custom collector; the other counters and the
+histograms are fed by ``RequestMetrics`` as the API layer sees outputs go by.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from server_ref.engine.types import EngineStats, StepOutput
@@ -53,6 +53,22 @@ class _EngineStatsCollector(Collector):
             gauge = GaugeMetricFamily(f"{PREFIX}:{name}", doc, labels=["model_name"])
             gauge.add_metric([self._model_name], float(value))
             yield gauge
+        # vLLM's prefix_cache_queries / prefix_cache_hits: hits / queries is the hit rate
+        for name, doc, value in (
+            (
+                "prefix_cache_queries",
+                "Prompt tokens looked up in the prefix cache.",
+                stats.prefix_cache_queries,
+            ),
+            (
+                "prefix_cache_hits",
+                "Prompt tokens found in the prefix cache.",
+                stats.prefix_cache_hits,
+            ),
+        ):
+            counter = CounterMetricFamily(f"{PREFIX}:{name}", doc, labels=["model_name"])
+            counter.add_metric([self._model_name], float(value))
+            yield counter
 
 
 class Metrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -64,7 +65,7 @@ class AsyncEngine:
         s = self.engine.stats()
         with self._lock:
             pending = len(self._new)
-        return EngineStats(s.running, s.waiting + pending, s.kv_blocks_used, s.kv_blocks_total)
+        return dataclasses.replace(s, waiting=s.waiting + pending)
 
     def add_request(
         self, request_id: str, prompt_ids: list[int], params: SamplingParams

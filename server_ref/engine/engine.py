@@ -110,6 +110,8 @@ class LLMEngine:
             waiting=len(self.scheduler.waiting),
             kv_blocks_used=b.num_used,
             kv_blocks_total=b.num_blocks,
+            prefix_cache_queries=self.scheduler.prefix_queried_tokens,
+            prefix_cache_hits=self.scheduler.prefix_hit_tokens,
         )
 
     # -- the loop -----------------------------------------------------------------------------

@@ -83,10 +83,11 @@ class BlockManager:
         h = b""
         bs = self.block_size
         for i in range((num_tokens - 1) // bs):
-            h = _chain(h, tokens(i * bs, (i + 1) * bs))
-            block = self._by_hash.get(h)
+            candidate = _chain(h, tokens(i * bs, (i + 1) * bs))
+            block = self._by_hash.get(candidate)
             if block is None:
-                break
+                break  # h stays the hash of the last matched block: commit() chains from it
+            h = candidate
             if block in self._cached:
                 del self._cached[block]
             self._refs[block] = self._refs.get(block, 0) + 1

@@ -48,6 +48,10 @@ class Scheduler:
         self.running: list[Sequence] = []
         # len(waiting), republished after every change: what other threads read (queue_room)
         self._num_waiting = 0
+        # prefix caching, counted when a sequence is admitted: its tokens looked up, and those
+        # found in the cache (GET /metrics: server_ref:prefix_cache_queries / _hits)
+        self.prefix_queried_tokens = 0
+        self.prefix_hit_tokens = 0
 
     def add(self, seq: Sequence) -> None:
         if len(self.waiting) >= self.max_queue:
@@ -100,6 +104,8 @@ class Scheduler:
                 seq.num_computed = 0
                 break
             self.waiting.popleft()
+            self.prefix_queried_tokens += seq.num_tokens
+            self.prefix_hit_tokens += seq.num_computed
             self.blocks.grow(seq.request_id, seq.num_computed + n)
             seq.status = Status.RUNNING
             self.running.append(seq)

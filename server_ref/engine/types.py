@@ -73,6 +73,8 @@ class EngineStats:
     waiting: int
     kv_blocks_used: int
     kv_blocks_total: int
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache, ever
+    prefix_cache_hits: int = 0  # of which found there (their keys/values reused)
 
     @property
     def kv_usage(self) -> float:

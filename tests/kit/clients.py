@@ -36,6 +36,17 @@ class Api:
         self.retry_policy = retry_policy
         self.sleeps: list[float] = []
         self.on_sleep: Callable[[float], None] | None = None  # runs inside the recorded sleep
+        self._runner: asyncio.Runner | None = None
+
+    def keep_loop(self) -> None:
+        """Run every later async step in one event loop: a stream opened in one step and
+        read in another needs it (``asyncio.run`` closes its loop's async generators)."""
+        if self.is_async and self._runner is None:
+            self._runner = asyncio.Runner()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
 
     def _record(self, seconds: float) -> None:
         if self.on_sleep is not None:
@@ -43,6 +54,13 @@ class Api:
         self.sleeps.append(seconds)
 
     def client(self, handler: Handler, **kwargs: Any) -> Any:
+        return self._build(sdk.Client, sdk.AsyncClient, handler, **kwargs)
+
+    def router(self, handler: Handler, endpoints: list[Any], **kwargs: Any) -> Any:
+        """A ``Router`` / ``AsyncRouter`` over ``endpoints``, all served by ``handler``."""
+        return self._build(sdk.Router, sdk.AsyncRouter, handler, endpoints, **kwargs)
+
+    def _build(self, sync: Any, async_: Any, handler: Handler, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("retry_policy", self.retry_policy)
         sync_sleep = kwargs.pop("sleep", self._record)
         transport = httpx.MockTransport(handler)
@@ -51,8 +69,8 @@ class Api:
             async def sleep(seconds: float) -> None:
                 sync_sleep(seconds)
 
-            return sdk.AsyncClient(transport=transport, sleep=sleep, **kwargs)
-        return sdk.Client(transport=transport, sleep=sync_sleep, **kwargs)
+            return async_(*args, transport=transport, sleep=sleep, **kwargs)
+        return sync(*args, transport=transport, sleep=sync_sleep, **kwargs)
 
     def run(self, fn: Callable[[Any], Any], client: Any) -> Any:
         if not self.is_async:
@@ -62,6 +80,8 @@ class Api:
             result = fn(client)
             return await result if inspect.isawaitable(result) else result
 
+        if self._runner is not None:
+            return self._runner.run(main())
         return asyncio.run(main())
 
     async def _adrain(self, stream: Any) -> list[Any]:
@@ -75,6 +95,13 @@ class Api:
             return self._adrain(stream)
         with stream:
             return list(stream)
+
+    async def _anext_chunk(self, stream: Any) -> Any:
+        return await anext(await stream)
+
+    def next_chunk(self, stream: Any) -> Any:
+        """The next chunk of an open stream (awaited for the async client)."""
+        return self._anext_chunk(stream) if self.is_async else next(stream)
 
     async def _afinal(self, stream: Any) -> Any:
         return await (await stream).get_final_completion()

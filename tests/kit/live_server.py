@@ -95,14 +95,18 @@ def stop(server: LiveServer, timeout: float = STOP_TIMEOUT_S) -> None:
         ) from None
 
 
-def spawn(args: Sequence[str], *, log_dir: Path, env: Mapping[str, str] | None) -> LiveServer:
-    """Start the process on a free port; ``wait_healthy`` tells when it serves."""
-    port = free_port()
+def spawn(
+    args: Sequence[str], *, log_dir: Path, env: Mapping[str, str] | None, port: int | None = None
+) -> LiveServer:
+    """Start the process on ``port`` (default: a free one); ``wait_healthy`` tells when it
+    serves. A server restarted on its old port appends to the same log."""
+    mode = "wb" if port is None else "ab"
+    port = free_port() if port is None else port
     log_path = log_dir / f"server-{port}.log"
     cmd = [sys.executable, "-m", "server_ref", "serve", *args]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log_path.open("wb") as log_file:
+    with log_path.open(mode) as log_file:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
         )

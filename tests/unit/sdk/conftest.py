@@ -13,8 +13,10 @@ from sdk.tokens import hosted
 
 
 @pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest) -> Api:
-    return Api(request.param == "async")
+def api(request: pytest.FixtureRequest) -> Iterator[Api]:
+    api = Api(request.param == "async")
+    yield api
+    api.close()
 
 
 @pytest.fixture(autouse=True)

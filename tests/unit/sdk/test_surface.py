@@ -42,11 +42,13 @@ def test_import_sdk_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_creating_a_client_loads_no_wire_models() -> None:
+def test_creating_a_client_or_router_loads_no_wire_models() -> None:
     # pydantic and the models load on the first call; benchmarks/bench_sdk.py measures why
     code = (
         "import sys, sdk\n"
         "sdk.Client(), sdk.AsyncClient()\n"
+        "sdk.Router(['http://a/v1', 'http://b/v1'], strategy='prefix_affinity')\n"
+        "sdk.AsyncRouter([sdk.Endpoint('http://a/v1', models={'m'})])\n"
         "heavy = {'pydantic', 'tenacity', 'tiktoken', 'jinja2', 'sdk.types'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )

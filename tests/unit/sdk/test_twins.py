@@ -67,6 +67,7 @@ def class_source(path: Path, name: str) -> str:
         ("_resources.py", "Models"),
         ("_chat_streaming.py", "ChatCompletionStream"),
         ("_chat_streaming.py", "ChatCompletionStreamManager"),
+        ("_routing/router.py", "Router"),
     ],
 )
 def test_async_class_is_a_twin_of_the_sync_class(module: str, sync_name: str) -> None:

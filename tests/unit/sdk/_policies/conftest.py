@@ -3,6 +3,8 @@ request once), and that scripted server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from kit.clients import Api
 from kit.tokenizer_server import FakeServer
@@ -11,8 +13,10 @@ import sdk
 
 
 @pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest) -> Api:
-    return Api(request.param == "async", retry_policy=sdk.RetryPolicy(max_retries=0))
+def api(request: pytest.FixtureRequest) -> Iterator[Api]:
+    api = Api(request.param == "async", retry_policy=sdk.RetryPolicy(max_retries=0))
+    yield api
+    api.close()
 
 
 @pytest.fixture

@@ -360,6 +360,8 @@ async def test_metrics(client: httpx.AsyncClient, engine: FakeEngine) -> None:
     assert f"server_ref:num_requests_running{{{label}}} 0.0" in text
     assert f"server_ref:num_requests_waiting{{{label}}} 0.0" in text
     assert f"server_ref:kv_cache_usage_perc{{{label}}} 0.25" in text
+    assert f"server_ref:prefix_cache_queries_total{{{label}}} 0.0" in text
+    assert f"server_ref:prefix_cache_hits_total{{{label}}} 0.0" in text
     prompt = len(engine.requests[0][1]) + 2
     assert f"server_ref:prompt_tokens_total{{{label}}} {float(prompt)}" in text
     assert f"server_ref:generation_tokens_total{{{label}}} {float(19 + 2)}" in text

@@ -68,3 +68,15 @@ def test_commit_registers_only_full_computed_blocks() -> None:
     assert bm.match_prefix("b", 10, toks(ids)) == 4
     bm.commit("a", 10, toks(ids))
     assert bm.match_prefix("c", 10, toks(ids)) == 8
+
+
+def test_blocks_after_a_partial_match_are_found_again() -> None:
+    # a sequence that reuses a cached prefix and then diverges must register its own blocks
+    # under hashes of *its* tokens, so that its next turn finds them
+    bm = BlockManager(num_blocks=32, block_size=4)
+    shared = list(range(100, 108))  # two full blocks
+    run(bm, "a", [*shared, 1, 2, 3, 4, 5])
+    b = [*shared, 7, 8, 9, 10, 11, 12, 13, 14, 15]  # 17 tokens: shares two blocks with a
+    assert run(bm, "b", b) == 8
+    bm.free("b")
+    assert bm.match_prefix("b-next-turn", len(b) + 2, toks([*b, 40, 41])) == 16

@@ -223,3 +223,17 @@ def test_random_workload_always_completes_and_keeps_the_books(seed: int) -> None
         assert all(s.status is Status.RUNNING for s in sched.running)
     assert all(s.finished and len(s.output_ids) == s.params.max_tokens for s in seqs)
     assert sched.blocks.num_used == 0
+
+
+def test_prefix_cache_lookups_are_counted_once_per_admission() -> None:
+    sched = make_scheduler(block_size=4, max_batched_tokens=64)
+    first = make_seq("first", 13)
+    sched.add(first)
+    sched.schedule()
+    first.num_computed = 13
+    sched.blocks.commit("first", 13, first.tokens_between)  # the engine, after the forward pass
+    sched.finish(first)
+    sched.add(make_seq("second", 13))  # the same 13 prompt tokens
+    step(sched)
+    assert sched.prefix_queried_tokens == 26
+    assert sched.prefix_hit_tokens == 12  # three full blocks; the last token is computed
