@@ -10,9 +10,9 @@ The app runs in-process over the scripted engine with the tiny GGUF's real token
 chat template, the tokenizer export and token-id limits are the real ones. The long run
 against a real ``serve`` process is ``scripts/fuzz_openapi.py``.
 
-One rule cannot be a schema: a prompt plus ``max_tokens`` must fit the context window. A
-schema-valid request may therefore get a 400, but only with code
-``context_length_exceeded``; ``accepted_or_context_full`` allows exactly that.
+The two checks of ``kit.openapi_checks`` come on top: every error in OpenAI's shape, and
+a schema-valid request refused only for the one rule no schema can state (the prompt plus
+``max_tokens`` over the context window).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from kit.fake_engine import FakeEngine
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from kit.openapi_checks import CONFIG
 
 from server_ref.api import create_app
 from server_ref.loading.gguf_tokenizer import load_gguf_tokenizer
@@ -40,12 +40,7 @@ def api_schema(request: pytest.FixtureRequest, tiny_gguf: Path) -> Any:
     engine = FakeEngine(tokenizer=tokenizer, context_length=512)  # the real one for the bytes
     engine.model_info = dataclasses.replace(engine.model_info, vocab_size=tokenizer.n_vocab)
     app = create_app(engine, api_key=request.param)
-    options: dict[str, Any] = {
-        # unknown query parameters are ignored (HTTP's custom), so not a negative case
-        "generation": {"allow-extra-parameters": False},
-        # show max_tokens and tokens in failure reports (their names look like secrets)
-        "output": {"sanitization": {"enabled": False}},
-    }
+    options = dict(CONFIG)
     if request.param:
         # sent where the document asks for it, left out by the cases that test the 401
         options["auth"] = {"openapi": {"bearer": {"bearer": request.param}}}
@@ -56,27 +51,6 @@ def api_schema(request: pytest.FixtureRequest, tiny_gguf: Path) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-def openai_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every status >= 400 carries ``{"error": {message, type, param, code}}``."""
-    if response.status_code < 400:
-        return None
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
-    assert isinstance(error["message"], str) and error["message"], error
-    return None
-
-
-def accepted_or_context_full(ctx: Any, response: Any, case: Any) -> bool | None:
-    """``positive_data_acceptance``, except for the one rule no schema can state."""
-    if response.status_code == 400 and response.json()["error"]["code"] == (
-        "context_length_exceeded"
-    ):
-        return None
-    return positive_data_acceptance(ctx, response, case)
-
-
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -85,7 +59,4 @@ def accepted_or_context_full(ctx: Any, response: Any, case: Any) -> bool | None:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_conforms_to_the_document(case: Any) -> None:
-    case.call_and_validate(
-        excluded_checks=[positive_data_acceptance],
-        additional_checks=[accepted_or_context_full, openai_error_shape],
-    )
+    case.call_and_validate()  # every check enabled in the config, kit's two included
