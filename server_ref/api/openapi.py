@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 
 from server_ref.api.auth import is_protected
+from server_ref.api.sampling import TOKEN_ID_KEY
 from server_ref.api.schemas import LIMIT
 from server_ref.api.state import ServerState
 
@@ -196,7 +197,7 @@ def _fill_limits(node: Any, state: ServerState) -> None:
     elif kind == "vocab_id" and vocab:
         node["maximum"] = vocab - 1
     elif kind == "vocab_key":
-        node["pattern"] = decimal_below(vocab) if vocab else r"^(?:0|[1-9][0-9]{0,11})$"
+        node["pattern"] = decimal_below(vocab) if vocab else f"^(?:{TOKEN_ID_KEY.pattern})$"
     elif kind == "model_name":
         node["enum"] = list(dict.fromkeys([state.served_model_name, info.id]))
     for value in node.values():
