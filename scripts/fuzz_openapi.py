@@ -60,9 +60,8 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        statuses = collections.Counter(
-            f"{m.group(1)[0]}xx" for m in ACCESS_LINE.finditer(log_path.read_text(errors="replace"))
-        )
+        log = log_path.read_text(errors="replace")
+        statuses = collections.Counter(status_class(m.group(1)) for m in ACCESS_LINE.finditer(log))
     cases = report.get("test_cases", {})
     print(
         json.dumps(
@@ -85,6 +84,11 @@ def main() -> int:
     return code
 
 
+def status_class(status: str) -> str:
+    """ "2xx", "4xx", "5xx"; 499 (the client went away, e.g. its timeout) on its own."""
+    return "499 client gone" if status == "499" else f"{status[0]}xx"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny', a known model name or a GGUF")
@@ -97,6 +101,7 @@ def parse_args() -> argparse.Namespace:
     # one: with two, schemathesis 4.32 on Python 3.11 once failed inside its own lazy imports
     # ("AST constructor recursion depth mismatch"), a fuzzer error rather than a finding
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--serve-args", default="", help="more flags for serve, one string")
     return parser.parse_args()
 
@@ -143,7 +148,7 @@ def run_schemathesis(base: str, args: argparse.Namespace, work: Path) -> tuple[i
     report_path = work / "report.json"
     command = ["schemathesis", "--config-file", str(config_path), "run", f"{base}/openapi.json"]
     command += ["--max-examples", str(args.max_examples), "--seed", str(args.seed)]
-    command += ["--workers", str(args.workers), "--request-timeout", "120"]
+    command += ["--workers", str(args.workers), "--request-timeout", str(args.request_timeout)]
     command += ["--report", "json", "--report-json-path", str(report_path)]
     if args.max_time:
         command += ["--max-time", str(args.max_time)]
