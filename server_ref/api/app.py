@@ -69,7 +69,7 @@ def create_app(
     app.include_router(routes_misc.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_completions.router)
-    install_openapi(app)
+    install_openapi(app, api_key=bool(api_key))
 
     static = web_dir if web_dir is not None else STATIC_DIR
     if enable_web and (static / "index.html").is_file():

@@ -130,7 +130,10 @@ def validation_error(exc: ValidationError | RequestValidationError) -> BadReques
     errors: Sequence[Any] = exc.errors()
     by_field: dict[str, list[str]] = {}
     for err in errors:
-        msgs = by_field.setdefault(_format_loc(err.get("loc", ())), [])
+        loc = list(err.get("loc", ()))
+        if isinstance(exc, RequestValidationError) and loc:
+            loc = loc[1:]  # FastAPI's location: ('query', 'ranks') -> ('ranks',)
+        msgs = by_field.setdefault(_format_loc(loc), [])
         msg = str(err.get("msg", "invalid value"))
         if msg not in msgs:
             msgs.append(msg)
@@ -155,12 +158,9 @@ def _is_union_tag(part: str) -> bool:
 
 
 def _format_loc(loc: Sequence[Any]) -> str:
-    """('messages', 0, 'role') -> 'messages[0].role'; FastAPI's leading 'body' is dropped."""
+    """('messages', 0, 'role') -> 'messages[0].role'."""
     out = ""
-    parts = list(loc)
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    for part in parts:
+    for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         elif not _is_union_tag(str(part)):

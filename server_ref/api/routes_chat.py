@@ -18,10 +18,11 @@ from sdk.types import (
     ChunkChoice,
     CompletionUsage,
 )
+from server_ref.api import unsupported
 from server_ref.api.errors import BadRequestError
 from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
 from server_ref.api.logprobs import chat_logprobs
-from server_ref.api.openapi import request_body
+from server_ref.api.openapi import errors, json_or_stream, request_body
 from server_ref.api.prompts import render_chat
 from server_ref.api.sampling import base_params, per_choice, resolve_max_tokens
 from server_ref.api.schemas import ServerChatCompletionRequest, parse_body, reject_unsupported
@@ -104,13 +105,13 @@ def chat_completion(
     summary="Create a chat completion (streams SSE when stream=true)",
     openapi_extra=request_body(ServerChatCompletionRequest),
     response_model=None,
-    responses={200: {"model": ChatCompletion}},
+    responses={**json_or_stream(ChatCompletion, ChatCompletionChunk), **errors(400, 404, 429)},
 )
 async def create_chat_completion(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerChatCompletionRequest)
     state.check_model(req.model)
-    reject_unsupported(req)
+    reject_unsupported(req, unsupported.GENERATION)
     if req.top_logprobs is not None and not req.logprobs:
         raise BadRequestError("top_logprobs requires logprobs to be true.", param="top_logprobs")
     engine = state.engine
@@ -119,7 +120,9 @@ async def create_chat_completion(request: Request) -> Response:
     requested = req.max_completion_tokens or req.max_tokens
     max_tokens = resolve_max_tokens(requested, len(prompt_ids), engine.model_info)
     top_logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    params = per_choice(base_params(req, logprobs=top_logprobs), max_tokens, req.n or 1)
+    vocab = engine.model_info.vocab_size
+    base = base_params(req, logprobs=top_logprobs, vocab_size=vocab)
+    params = per_choice(base, max_tokens, req.n or 1)
     specs = [ChoiceSpec(i, prompt_ids, p) for i, p in enumerate(params)]
     id, created = new_id("chatcmpl"), unix_now()
     gen = Generation(engine, state.metrics, id, specs, retry_after=state.retry_after)

@@ -21,6 +21,10 @@ from torch import Tensor
 
 from server_ref.engine.types import SamplingParams
 
+# Temperatures below this sample greedily, as in vLLM (_SAMPLING_EPS): dividing float32 logits
+# by 1e-40 gives inf and NaN probabilities, and a distribution that sharp is the argmax anyway.
+GREEDY_BELOW = 1e-5
+
 
 @dataclass
 class RowState:
@@ -102,6 +106,9 @@ def _filter(logits: Tensor, rows: list[RowState]) -> Tensor:
         before = probs.cumsum(-1) - probs
         ps = torch.tensor(top_p, device=logits.device)[:, None]
         remove |= (before >= ps) & (ps < 1.0)
+        # the best token always stays: a top_p under float32's smallest number (5e-324 is a
+        # valid request) rounds to 0 and would otherwise remove every token
+        remove[:, 0] = False
         sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
         logits = torch.empty_like(logits).scatter_(1, order, sorted_logits)
     if any(m > 0 for m in min_p):
@@ -122,8 +129,8 @@ def sample(logits: Tensor, rows: list[RowState]) -> SampleResult:
     _apply_penalties_and_bias(logits, rows)
     want_logprobs = any(r.params.logprobs is not None for r in rows)
     logprobs = logits.log_softmax(-1) if want_logprobs else None
-    greedy = [i for i, r in enumerate(rows) if r.params.temperature == 0.0]
-    sampled = [i for i, r in enumerate(rows) if r.params.temperature != 0.0]
+    greedy = [i for i, r in enumerate(rows) if r.params.temperature < GREEDY_BELOW]
+    sampled = [i for i, r in enumerate(rows) if r.params.temperature >= GREEDY_BELOW]
     out = [0] * len(rows)
     if greedy:
         for i, t in zip(greedy, logits[greedy].argmax(-1).tolist(), strict=True):

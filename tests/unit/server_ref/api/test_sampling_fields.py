@@ -37,7 +37,7 @@ NOT_SAMPLING = {
     "user": "an end-user id for the client's own abuse tracking",
     "echo": "the response's text (the prompt prepended)",
     "suffix": "refused with a 400 when set",
-    "best_of": "refused with a 400 unless it equals n",
+    "best_of": "refused with a 400 unless it is 1 (no extra candidates to rank)",
     # tool calling and structured outputs: constrained decoding decided by the route
     "tools": "the route's constraint (400 while unsupported)",
     "tool_choice": "the route's constraint (400 while unsupported)",

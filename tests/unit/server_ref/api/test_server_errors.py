@@ -35,6 +35,10 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {**CHAT, **fields}
 
 
+TOOL = {"type": "function", "function": {"name": "f"}}
+TOOL_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
 # (name, path, body, field named in the message or None)
 BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("messages missing", "/v1/chat/completions", {"model": "fake-model"}, "messages"),
@@ -100,6 +104,44 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("detokenize strings", "/detokenize", {"tokens": ["a"]}, "tokens"),
     ("detokenize negative", "/detokenize", {"tokens": [-1]}, "tokens"),
     ("detokenize out of vocab", "/detokenize", {"tokens": [100000]}, "tokens"),
+    # each refused as the OpenAPI document says (the fuzzer's findings)
+    ("logit_bias out of vocab", "/v1/chat/completions", chat(logit_bias={"258": 1}),
+     "logit_bias"),
+    ("logit_bias leading zero", "/v1/chat/completions", chat(logit_bias={"07": 1}), "logit_bias"),
+    ("best_of equal to n", "/v1/completions", {"prompt": "a", "n": 2, "best_of": 2}, "best_of"),
+    ("best_of on chat", "/v1/chat/completions", chat(best_of=2), "best_of"),
+    ("best_of true", "/v1/completions", {"prompt": "a", "best_of": True}, "best_of"),
+    ("web search with defaults", "/v1/chat/completions", chat(web_search_options={}),
+     "web_search_options"),
+    ("tools on completions", "/v1/completions", {"prompt": "a", "tools": [TOOL]}, "tools"),
+    ("prompt_logprobs", "/v1/completions", {"prompt": "a", "prompt_logprobs": 1},
+     "prompt_logprobs"),
+    ("unknown part with text", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": [{"type": "input_text", "text": "x"}]}]),
+     "messages[0].content"),
+    ("tool calls in history", "/v1/chat/completions",
+     chat(messages=[{"role": "assistant", "tool_calls": [TOOL_CALL]}]), "tool_calls"),
+    ("tokenize with tools", "/tokenize", {"prompt": "a", "tools": [TOOL]}, "tools"),
+    ("tokenize empty messages", "/tokenize", {"messages": []}, "messages"),
+]  # fmt: skip
+
+# Values of unsupported fields that ask for nothing, and integers written as 2.0 (JSON
+# Schema's integers include them): accepted, as the OpenAPI document says
+ACCEPTED_BODIES: list[tuple[str, str, Any]] = [
+    ("no tools", "/v1/chat/completions", chat(tools=[], tool_choice="none")),
+    ("auto tool choice", "/v1/chat/completions", chat(tool_choice="auto", functions=[])),
+    ("text format", "/v1/chat/completions", chat(response_format={"type": "text"})),
+    ("text modality", "/v1/chat/completions", chat(modalities=["text"], audio=None)),
+    ("empty history tool calls", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": "hi", "tool_calls": []}])),
+    ("text parts", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])),
+    ("best_of 1 and no suffix", "/v1/completions", {"prompt": "a", "best_of": 1, "suffix": ""}),
+    ("integral floats", "/v1/completions",
+     {"prompt": [72.0, 105], "n": 2.0, "max_tokens": 3.0, "best_of": 1.0, "seed": 7.0}),
+    ("token-id logit_bias", "/v1/chat/completions", chat(logit_bias={"0": 1, "257": -1})),
+    ("tokenize without tools", "/tokenize", {"prompt": "a", "tools": [], "tool_choice": "none"}),
+    ("detokenize integral floats", "/detokenize", {"tokens": [72.0, 105.0]}),
 ]  # fmt: skip
 
 
@@ -113,6 +155,15 @@ async def test_bad_bodies_are_400_naming_the_field(
     if field is not None:
         assert field in error["message"], error
     assert engine.requests == []
+
+
+@pytest.mark.parametrize(("path", "body"), [c[1:] for c in ACCEPTED_BODIES],
+                         ids=[c[0] for c in ACCEPTED_BODIES])  # fmt: skip
+async def test_bodies_the_document_accepts_are_accepted(
+    client: httpx.AsyncClient, path: str, body: Any
+) -> None:
+    r = await client.post(path, json=body)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize(

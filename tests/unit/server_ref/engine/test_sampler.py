@@ -98,6 +98,24 @@ def test_tiny_top_p_keeps_only_the_top_token() -> None:
         assert result.token_ids == logits.argmax(-1).tolist()
 
 
+@pytest.mark.parametrize("top_p", [5e-324, 1e-46])  # both round to 0.0 in float32
+def test_top_p_below_float32_keeps_the_top_token(top_p: float) -> None:
+    # found by the OpenAPI fuzzer: a valid top_p removed every token and the engine died on
+    # "probability tensor contains either inf, nan or element < 0"
+    logits = random_logits(2)
+    result = sample(logits.clone(), [row(top_p=top_p), row(top_p=top_p, top_k=3)])
+    assert result.token_ids == logits.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("temperature", [5e-324, 1e-40, 1e-6])
+def test_temperature_near_zero_is_greedy(temperature: float) -> None:
+    # found by the OpenAPI fuzzer: logits / 1e-40 overflow float32 to inf, and the
+    # probabilities to NaN
+    logits = random_logits(3) + torch.tensor([100.0, 0.0, -100.0])[:, None]
+    result = sample(logits.clone(), [row(temperature=temperature) for _ in range(3)])
+    assert result.token_ids == logits.argmax(-1).tolist()
+
+
 def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05] + [0.0] * (VOCAB - 4)])
     logits = probs.clamp_min(1e-12).log()
