@@ -169,7 +169,7 @@ async def test_errors_map_to_openai_exceptions(oai: OpenAIClient, engine: FakeEn
 
 async def test_mid_stream_error_raises(oai: OpenAIClient, engine: FakeEngine) -> None:
     engine.error_after_steps = 2
-    with pytest.raises(openai.APIError, match="inference engine failed"):
+    with pytest.raises(openai.APIError, match="internal error occurred while generating"):
         await oai.call("chat.completions.create", model="fake-model", messages=MESSAGES,
                        stream=True)  # fmt: skip
 
