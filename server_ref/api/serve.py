@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from server_ref.api.app import create_app
+from server_ref.api.connections import ConnectionLimits, uvicorn_options
 from server_ref.api.readiness import DeferredApp
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
@@ -38,6 +39,7 @@ class ServeOptions:
     enable_web: bool = True  # the chat page at /
     log_level: str = "info"
     progress: registry.Progress | None = None  # reports of a first-use download
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def serve(options: ServeOptions) -> None:
@@ -74,6 +76,7 @@ class EngineServer(uvicorn.Server):
                 log_level=options.log_level,
                 access_log=False,  # server_ref.access logs one line per request itself
                 timeout_graceful_shutdown=3,
+                **uvicorn_options(options.limits),
             )
         )
         self.engine: AsyncEngine | None = None
