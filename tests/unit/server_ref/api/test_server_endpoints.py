@@ -249,9 +249,12 @@ async def test_completion_prompt_forms(
 async def test_completion_default_budget_echo_and_logprobs(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    r = await client.post("/v1/completions", json={"prompt": "Say", "echo": True, "stop": "!"})
+    r = await client.post("/v1/completions", json={"prompt": "Say", "echo": True})
+    assert r.json()["choices"][0]["text"] == "SayHello there, wor"  # OpenAI's default: 16
+    assert engine.requests[0][2].max_tokens == 16
+    body = {"prompt": "Say", "echo": True, "stop": "!", "max_tokens": 64}
+    r = await client.post("/v1/completions", json=body)
     assert r.json()["choices"][0]["text"] == "SayHello there, world"
-    assert engine.requests[0][2].max_tokens == 256 - 3
     r = await client.post("/v1/completions", json={"prompt": "Say", "max_tokens": 3, "logprobs": 2})
     lp = r.json()["choices"][0]["logprobs"]
     assert lp["tokens"] == ["H", "e", "l"]
