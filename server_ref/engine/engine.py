@@ -202,7 +202,9 @@ class LLMEngine:
                 self._at("sample", seq)
             result = sample(logits, rows)
         except Exception:
-            log.warning("batched sampling failed; sampling its %d rows one by one", len(rows))
+            log.warning(
+                "batched sampling failed; sampling its %d rows one by one", len(rows), exc_info=True
+            )
         else:
             lps = result.logprobs
             return [(t, None if lps is None else lps[j]) for j, t in enumerate(result.token_ids)]
