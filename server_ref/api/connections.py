@@ -47,6 +47,7 @@ from server_ref.api.readiness import Receive, Scope, Send
 # file descriptors kept for what is not a client connection: the model file, log files,
 # the interpreter's and torch's own (a process serving nothing holds about 30)
 FD_RESERVE = 128
+LINGER_S = 2.0  # after refusing a request head: how long its client has to read the answer
 
 
 def default_max_connections() -> int:
@@ -93,6 +94,7 @@ class BoundedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes, self._head_tail = 0, b""
+        self._refused = False
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -102,9 +104,10 @@ class BoundedH11Protocol(H11Protocol):
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and drop what is still coming
         if self.conn.their_state is h11.IDLE and self._head_too_big(data):
-            self.transport.write(_head_too_big(self.LIMITS.max_head_bytes))
-            self.transport.close()
+            self._refuse_head()
             return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
@@ -118,6 +121,17 @@ class BoundedH11Protocol(H11Protocol):
         self._head_bytes += len(data) if end < 0 else end + 4 - len(self._head_tail)
         self._head_tail = data[-3:]
         return self._head_bytes > self.LIMITS.max_head_bytes
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and close after a lingering read (as nginx's lingering_close): closing
+        with unread input would send a reset that can destroy the answer before the client
+        reads it."""
+        self._refused = True
+        self._cancel_head_timer()
+        self.transport.write(_head_too_big(self.LIMITS.max_head_bytes))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
