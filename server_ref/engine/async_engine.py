@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server_ref.engine.engine import LLMEngine
+from server_ref.engine.memory import Trimmer
 from server_ref.engine.types import (
     EngineDeadError,
     EngineStats,
@@ -91,6 +92,7 @@ class AsyncEngine:
         self._outboxes: dict[str, _Outbox] = {}
         self._stop = False
         self.dead_reason: str | None = None
+        self._trimmer = Trimmer()  # freed memory back to the OS, between steps
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
 
     def start(self) -> None:
@@ -198,6 +200,7 @@ class AsyncEngine:
             if abort_all is not None:
                 self._end_all(abort_all, dead=False)
             if not self.engine.has_work():
+                self._trimmer.on_idle()
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
@@ -212,6 +215,7 @@ class AsyncEngine:
                 self.dead_reason = f"{MAX_BATCH_FAILURES_IN_A_ROW} batches in a row failed"
             for out in outputs:
                 self._deliver(out)
+            self._trimmer.after_step()
             if self.dead_reason is not None:
                 self._die(self.dead_reason)
                 return
