@@ -63,6 +63,7 @@ class Tally:
     status: Counter[int] = field(default_factory=Counter)
     error_events: int = 0
     examples: list[str] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # latency by kind
 
     def fail(self, kind: str, why: str) -> None:
         self.failed[kind] += 1
@@ -92,10 +93,13 @@ class Traffic:
     async def one(self, rng: random.Random) -> None:
         kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
         self.tally.sent[kind] += 1
+        start = time.monotonic()
         try:
             await getattr(self, kind)(rng, kind)
         except (httpx.HTTPError, ValueError) as exc:
-            self.tally.fail(kind, f"{type(exc).__name__}: {exc}")
+            elapsed = time.monotonic() - start
+            self.tally.fail(kind, f"{type(exc).__name__} after {elapsed:.0f} s: {exc}")
+        self.tally.seconds.setdefault(kind, []).append(time.monotonic() - start)
 
     async def stream(
         self, rng: random.Random, kind: str, path: str = "/v1/chat/completions"
@@ -174,7 +178,8 @@ def free_port() -> int:
 def launch(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cmd = [sys.executable, "-m", "server_ref", "serve", "--model", args.model, "--no-web"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    # info: one access line per request (method, path, status, milliseconds) in the log
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     cmd += shlex.split(args.serve_args)
     print("launching:", shlex.join(cmd), flush=True)
     with log.open("wb") as out:
@@ -279,6 +284,10 @@ def report(
     print(f"\nsoak: {args.minutes:g} min, concurrency {args.concurrency}, model {args.model}")
     print(f"requests sent by kind: {dict(sorted(tally.sent.items()))}")
     print(f"HTTP statuses: {dict(sorted(tally.status.items()))}")
+    latency = ", ".join(
+        f"{k} {sorted(v)[len(v) // 2]:.1f}/{max(v):.1f}" for k, v in sorted(tally.seconds.items())
+    )
+    print(f"seconds per request by kind (median/max): {latency}")
     every = max(1, len(samples) // 12)
     print("RSS (MiB) over time:", ", ".join(f"{t / 60:.1f}m={r:.0f}" for t, r in samples[::every]))
     running, waiting = (idle[f"server_ref:num_requests_{k}"] for k in ("running", "waiting"))
