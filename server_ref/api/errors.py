@@ -12,9 +12,10 @@ The tree (the HTTP status is the class attribute ``status_code``)::
     ├── AuthenticationError     401 code=invalid_api_key
     ├── NotFoundError           404 (unknown route, or code=model_not_found)
     ├── MethodNotAllowedError   405
+    ├── RequestTimeoutError     408 code=request_timeout (the body did not arrive in time)
     ├── PayloadTooLargeError    413 code=request_too_large
     ├── OverloadedError         429 code=rate_limit_exceeded, Retry-After header
-    └── ServiceUnavailableError 503 (engine not ready)
+    └── ServiceUnavailableError 503 (engine not ready, shutting down), Retry-After when known
 
 Handlers registered by ``install_error_handlers`` turn ``APIError``, Starlette's
 ``HTTPException`` (unknown route, wrong method) and FastAPI's ``RequestValidationError`` into
@@ -88,6 +89,16 @@ class MethodNotAllowedError(APIError):
     status_code = 405
     error_type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+
+class RequestTimeoutError(APIError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        # the rest of the body may still come: the connection cannot carry another request
+        super().__init__(message, headers={"Connection": "close"})
 
 
 class PayloadTooLargeError(APIError):

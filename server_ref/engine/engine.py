@@ -3,19 +3,23 @@
 ``LLMEngine`` is synchronous and single-threaded: ``step()`` advances every scheduled sequence
 by one forward pass and returns what each request produced. ``generate()`` drives it to the end
 for offline use. ``async_engine.AsyncEngine`` runs the same loop in a background thread for the
-HTTP layer. ``build.build_engine`` makes one from a model file.
+HTTP layer. ``build.build_engine`` makes one from a model file. A failure inside a step ends the
+request it belongs to, or the batch when it belongs to all of them (``faults``); either way the
+engine stays usable.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
 import torch
 
+from server_ref.engine.faults import BATCH_FAILED, INTERNAL_ERROR, FaultHook, Stage
 from server_ref.engine.runner import ModelRunner
 from server_ref.engine.sampler import RowState, sample
-from server_ref.engine.scheduler import Scheduler
+from server_ref.engine.scheduler import ScheduledSeq, Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import (
     EngineStats,
@@ -25,6 +29,8 @@ from server_ref.engine.types import (
     StepOutput,
     TokenLogprob,
 )
+
+log = logging.getLogger("server_ref.engine")
 
 
 class EngineTokenizer(PromptTokenizer, Protocol):
@@ -54,6 +60,8 @@ class LLMEngine:
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
         self._eos = frozenset(model_info.eos_token_ids)
+        self.faults: FaultHook | None = None  # tests only: raise at a chosen stage
+        self.batch_failures_in_a_row = 0  # reset by every step whose forward pass worked
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -92,13 +100,15 @@ class LLMEngine:
             g.manual_seed(params.seed)
             self._generators[request_id] = g
 
-    def abort(self, request_id: str) -> StepOutput | None:
+    def abort(self, request_id: str, reason: str | None = None) -> StepOutput | None:
+        """Stop a request and free its cache; its last output (``None`` if unknown).
+        ``reason`` becomes the output's ``error``: why the server stopped it."""
         seq = self._seqs.get(request_id)
         if seq is None:
             return None
         seq.finish_reason = "abort"
         self._release(seq)
-        return self._output(seq, [], None, finished=True)
+        return self._output(seq, [], None, finished=True, error=reason)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
@@ -117,38 +127,119 @@ class LLMEngine:
     # -- the loop -----------------------------------------------------------------------------
 
     def step(self) -> list[StepOutput]:
-        batch = self.scheduler.schedule()
-        if not batch:
-            return []
+        """Advance every scheduled sequence by one forward pass; what each request produced.
+
+        A failure is charged to the request it belongs to (see ``faults``): the others of
+        the batch still get their token. A failure of the shared part (scheduling, the forward
+        pass, KV bookkeeping) ends the whole batch with an error output per request.
+        """
+        batch: list[ScheduledSeq] = []
+        try:
+            batch = self.scheduler.schedule()
+            if not batch:
+                return []
+            logits = self._forward(batch)
+        except Exception:
+            # Nothing half-done is kept: before a batch exists any sequence may be involved.
+            seqs = [s.seq for s in batch] or [*self.scheduler.running, *self.scheduler.waiting]
+            return self._fail_batch(seqs)
+        self.batch_failures_in_a_row = 0
+        return self._sample_and_postprocess([s.seq for s in batch if s.samples], logits)
+
+    def _forward(self, batch: list[ScheduledSeq]) -> torch.Tensor:
+        for s in batch:
+            self._at("forward", s.seq)
         tables = [self.scheduler.blocks.table(s.seq.request_id) for s in batch]
         logits = self.runner.execute(batch, tables)
         blocks = self.scheduler.blocks
         for s in batch:
             s.seq.num_computed += s.num_new
             blocks.commit(s.seq.request_id, s.seq.num_computed, s.seq.tokens_between)
-        sampling = [s.seq for s in batch if s.samples]
-        rows = [
-            RowState(q.params, q.output_ids, self._generators.get(q.request_id)) for q in sampling
-        ]
-        result = sample(logits, rows)
-        outputs = []
-        for j, seq in enumerate(sampling):
-            lp = None
-            if seq.params.logprobs is not None and result.logprobs is not None:
-                lp = [self._logprob(result.logprobs[j], result.token_ids[j], seq.params.logprobs)]
-            outputs.append(self._postprocess(seq, result.token_ids[j], lp))
+        return logits
+
+    def _sample_and_postprocess(
+        self, seqs: list[Sequence], logits: torch.Tensor
+    ) -> list[StepOutput]:
+        outputs: list[StepOutput] = []
+        rows: list[RowState] = []
+        keep: list[int] = []
+        for j, seq in enumerate(seqs):
+            try:
+                self._at("prepare", seq)
+                rows.append(self._row_state(seq))
+                keep.append(j)
+            except Exception:
+                outputs.append(self._fail_request(seq, "prepare"))
+        if len(keep) < len(seqs):
+            seqs, logits = [seqs[j] for j in keep], logits[keep]
+        for seq, (token, lp_row) in zip(seqs, self._sample(seqs, rows, logits), strict=True):
+            if token is None:  # _sample logged why
+                outputs.append(self._fail(seq, INTERNAL_ERROR.format(request_id=seq.request_id)))
+                continue
+            try:
+                outputs.append(self._postprocess(seq, token, lp_row))
+            except Exception:
+                outputs.append(self._fail_request(seq, "postprocess"))
         return outputs
 
-    def _postprocess(self, seq: Sequence, token: int, lp: list[TokenLogprob] | None) -> StepOutput:
+    def _row_state(self, seq: Sequence) -> RowState:
+        return RowState(seq.params, seq.output_ids, self._generators.get(seq.request_id))
+
+    def _sample(
+        self, seqs: list[Sequence], rows: list[RowState], logits: torch.Tensor
+    ) -> list[tuple[int | None, torch.Tensor | None]]:
+        """One token (``None``: sampling failed for that row) and logprobs row per sequence.
+
+        Sampling is batched; when the batch raises, every row is sampled again on its own
+        from the logits as they came from the model, so the faulty row is found and the
+        others get exactly the token the batch would have given them: the sampler is
+        row-independent, and seeded generators are rewound to their state before the batch
+        (the batch may have drawn for some rows before it raised). Unseeded rows draw from
+        the shared global generator, which no request can replay anyway.
+        """
+        before = [r.generator.get_state() if r.generator is not None else None for r in rows]
+        pristine = logits.clone()  # the sampler adjusts logits in place
+        try:
+            for seq in seqs:
+                self._at("sample", seq)
+            result = sample(logits, rows)
+        except Exception:
+            log.warning(
+                "batched sampling failed; sampling its %d rows one by one", len(rows), exc_info=True
+            )
+        else:
+            lps = result.logprobs
+            return [(t, None if lps is None else lps[j]) for j, t in enumerate(result.token_ids)]
+        out: list[tuple[int | None, torch.Tensor | None]] = []
+        for j, (seq, row, state) in enumerate(zip(seqs, rows, before, strict=True)):
+            if row.generator is not None and state is not None:
+                row.generator.set_state(state)
+            try:
+                self._at("sample", seq)
+                one = sample(pristine[j : j + 1].clone(), [row])
+            except Exception:
+                log.exception("sampling failed for request %s", seq.request_id)
+                out.append((None, None))
+                continue
+            out.append((one.token_ids[0], None if one.logprobs is None else one.logprobs[0]))
+        return out
+
+    def _postprocess(self, seq: Sequence, token: int, lp_row: torch.Tensor | None) -> StepOutput:
+        lp = None
+        if seq.params.logprobs is not None and lp_row is not None:
+            self._at("logprobs", seq)
+            lp = [self._logprob(lp_row, token, seq.params.logprobs)]
         now = time.monotonic()
         if seq.first_token_time is None:
             seq.first_token_time = now
         seq.output_ids.append(token)
         text = ""
+        self._at("stop_check", seq)
         if token in seq.stop_ids():
             seq.finish_reason = "stop"
             text = seq.detok.flush()
         else:
+            self._at("detokenize", seq)
             text = seq.detok.add(self.tokenizer.token_bytes(token))
             if seq.detok.stopped:
                 seq.finish_reason = "stop"
@@ -162,6 +253,32 @@ class LLMEngine:
         if finished:
             self._release(seq)
         return self._output(seq, [token], lp, finished=finished, text=text)
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def _at(self, stage: Stage, seq: Sequence) -> None:
+        if self.faults is not None:
+            self.faults.check(stage, seq.request_id)
+
+    def _fail_request(self, seq: Sequence, stage: str) -> StepOutput:
+        """End one request after an exception while handling it (called in its handler)."""
+        log.exception("request %s failed in %s; its batch goes on", seq.request_id, stage)
+        return self._fail(seq, INTERNAL_ERROR.format(request_id=seq.request_id))
+
+    def _fail_batch(self, seqs: list[Sequence]) -> list[StepOutput]:
+        self.batch_failures_in_a_row += 1
+        log.exception(
+            "the engine step failed (%d in a row); failing the %d requests of its batch: %s",
+            self.batch_failures_in_a_row,
+            len(seqs),
+            ", ".join(s.request_id for s in seqs),
+        )
+        return [self._fail(s, BATCH_FAILED.format(request_id=s.request_id)) for s in seqs]
+
+    def _fail(self, seq: Sequence, message: str) -> StepOutput:
+        seq.finish_reason = "error"
+        self._release(seq)
+        return self._output(seq, [], None, finished=True, error=message)
 
     def _logprob(self, row: torch.Tensor, token: int, k: int) -> TokenLogprob:
         def piece(t: int) -> tuple[str, bytes]:
@@ -188,6 +305,7 @@ class LLMEngine:
         *,
         finished: bool,
         text: str = "",
+        error: str | None = None,
     ) -> StepOutput:
         return StepOutput(
             request_id=seq.request_id,
@@ -200,6 +318,7 @@ class LLMEngine:
             completion_tokens=len(seq.output_ids),
             arrival_time=seq.arrival_time,
             first_token_time=seq.first_token_time,
+            error=error,
         )
 
     def generate(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server_ref.engine.faults import INTERNAL_ERROR
 from server_ref.engine.types import (
     EngineDeadError,
     EngineStats,
@@ -163,7 +164,7 @@ class FakeEngine:
                         True,
                         "error",
                         start,
-                        error="fake failure",
+                        error=INTERNAL_ERROR.format(request_id=request_id),
                     )
                     return
                 chunk = ids[start : start + self.step_tokens]
