@@ -250,8 +250,10 @@ async def test_completion_default_budget_echo_and_logprobs(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
     r = await client.post("/v1/completions", json={"prompt": "Say", "echo": True, "stop": "!"})
-    assert r.json()["choices"][0]["text"] == "SayHello there, world"
-    assert engine.requests[0][2].max_tokens == 256 - 3
+    # without max_tokens a completion gets 16 tokens, OpenAI's and vLLM's default
+    assert r.json()["choices"][0]["text"] == "SayHello there, wor"
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+    assert engine.requests[0][2].max_tokens == 16
     r = await client.post("/v1/completions", json={"prompt": "Say", "max_tokens": 3, "logprobs": 2})
     lp = r.json()["choices"][0]["logprobs"]
     assert lp["tokens"] == ["H", "e", "l"]
