@@ -141,6 +141,7 @@ async def test_completion_stream(oai: OpenAIClient, include_usage: bool) -> None
         "completions.create",
         model="fake-model",
         prompt="a",
+        max_tokens=64,  # the default, 16, would cut the reply
         stream=True,
         stream_options={"include_usage": include_usage},
     )
