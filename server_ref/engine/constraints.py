@@ -58,7 +58,7 @@ import llguidance as llg
 import torch
 from torch import Tensor
 
-from server_ref.engine.schema_rewrite import close_objects
+from sdk.tokens.schema_rewrite import close_objects
 
 __all__ = [
     "ConstraintError",

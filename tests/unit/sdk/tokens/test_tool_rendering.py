@@ -12,7 +12,6 @@ from kit.tokenizer_server import toy_tokenizer
 
 from sdk.tokens import (
     active_tools,
-    parse_tool_reply,
     render_chat,
     render_chat_template,
     template_messages,
@@ -163,7 +162,12 @@ def test_a_template_that_knows_tools_renders_them_itself() -> None:
     prompt = render_chat(NATIVE, TOOL_TURNS, tools=[WEATHER, TIME], tool_choice="auto")
     assert prompt == (
         '<tools>get_weather:{"type": "object", "properties": {"city": {"type": "string"}}, '
-        '"required": ["city"]};get_time:{"type": "object", "properties": {}};</tools>\n'
+        '"required": ["city"]};get_time:{"type": "object", "properties": {}, '
+        '"additionalProperties": false};</tools>\n'
+        # the reply is constrained to the generic format: the system message says so
+        '[system]Reply with one JSON object and nothing else: {"tool_calls": [{"name": '
+        '"<tool name>", "arguments": {<arguments>}}]} to call tools, or {"response": '
+        '"<your reply>"} to reply to the user directly.\n'
         "[user]Weather in Paris?\n"
         '[assistant]<call>get_weather{"city": "Paris"}</call>\n'
         "[tool]<result id=call_1>sunny</result>\n"
@@ -286,22 +290,47 @@ def test_the_reply_schema_moves_each_tools_defs_to_the_top() -> None:
     spec = active_tools([tool("a", "x"), tool("b", "y")])
     assert spec is not None
     schema = tool_reply_schema(spec)
-    assert sorted(schema["$defs"]) == ["a.P", "b.P"]
+    assert sorted(schema["$defs"]) == ["tool0", "tool1"]  # each tool's own $defs inside
     jsonschema.validate({"tool_calls": [{"name": "b", "arguments": {"p": {"y": 1}}}]}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"tool_calls": [{"name": "b", "arguments": {"p": {"x": 1}}}]}, schema)
 
 
-def test_parse_tool_reply() -> None:
-    reply = parse_tool_reply(
-        '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Zürich"}}, {"name": "f"}]}'
-    )
-    assert reply.content is None
-    assert [(c.name, c.arguments) for c in reply.tool_calls] == [
-        ("get_weather", '{"city":"Zürich"}'),
-        ("f", "{}"),
-    ]
-    assert parse_tool_reply(' {"response": "Hi"} ').content == "Hi"
-    for bad in ['{"tool_calls": [{"arguments": {}}]}', '{"answer": 1}', "[]", "{"]:
-        with pytest.raises(ValueError):
-            parse_tool_reply(bad)
+def test_tools_without_parameters_take_none_and_strict_tools_are_closed() -> None:
+    loose = {"type": "object", "properties": {"a": {"type": "object"}}}
+    strict = {"type": "function", "function": {"name": "s", "parameters": loose, "strict": True}}
+    spec = active_tools([TIME, strict])
+    assert spec is not None
+    schema = tool_reply_schema(spec)
+    jsonschema.validate({"tool_calls": [{"name": "get_time", "arguments": {}}]}, schema)
+    for arguments in [{"x": 1}, {"a": {"extra": 1}}]:
+        for name in ["get_time", "s"]:
+            with pytest.raises(jsonschema.ValidationError):
+                call = {"name": name, "arguments": arguments}
+                jsonschema.validate({"tool_calls": [call]}, schema)
+
+
+def test_a_named_tool_gets_exactly_one_call() -> None:
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    spec = active_tools([WEATHER, TIME], choice)
+    assert spec is not None and spec.named == "get_time" and not spec.parallel
+    schema = tool_reply_schema(spec)
+    call = {"name": "get_time", "arguments": {}}
+    jsonschema.validate({"tool_calls": [call]}, schema)
+    for bad in [{"tool_calls": [call, call]}, {"response": "hi"}]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {"tool_calls": [{"name": "get_weather", "arguments": {"city": "x"}}]}, schema
+        )
+
+
+def test_a_response_schema_shapes_the_auto_reply() -> None:
+    spec = active_tools([WEATHER])
+    assert spec is not None
+    answer = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    schema = tool_reply_schema(spec, response_schema=answer)
+    jsonschema.validate({"response": {"n": 1}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"response": "text"}, schema)
