@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from server_ref.engine.engine import LLMEngine
 from server_ref.engine.types import (
+    ConstraintSpec,
     EngineDeadError,
     EngineStats,
     QueueFullError,
@@ -93,6 +94,9 @@ class AsyncEngine:
         finally:
             if not done:
                 self.abort(request_id)
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        self.engine.check_constraint(spec)  # the compiler is thread-safe
 
     def abort(self, request_id: str) -> None:
         with self._lock:

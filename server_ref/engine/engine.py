@@ -1,7 +1,10 @@
 """The engine loop: schedule -> run -> postprocess.
 
 ``LLMEngine`` is synchronous and single-threaded: ``step()`` advances every scheduled sequence
-by one forward pass and returns what each request produced. ``generate()`` drives it to the end
+by one forward pass and returns what each request produced. A request with a ``constraint``
+has a grammar matcher (``constraints.GrammarCompiler``) from ``add_request`` until it is
+released: its token mask is filled before each sample, the sampled token is fed back, and it
+finishes with "stop" when the grammar is complete. ``generate()`` drives it to the end
 for offline use. ``async_engine.AsyncEngine`` runs the same loop in a background thread for the
 HTTP layer. ``build.build_engine`` makes one from a model file.
 """
@@ -13,11 +16,14 @@ from typing import Protocol
 
 import torch
 
+from server_ref.engine.constraints import GrammarCompiler, GrammarMatcher
 from server_ref.engine.runner import ModelRunner
 from server_ref.engine.sampler import RowState, sample
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import (
+    ConstraintError,
+    ConstraintSpec,
     EngineStats,
     ModelInfo,
     PromptTokenizer,
@@ -46,13 +52,16 @@ class LLMEngine:
         tokenizer: EngineTokenizer,
         scheduler: Scheduler,
         model_info: ModelInfo,
+        compiler: GrammarCompiler | None = None,
     ) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self.model_info = model_info
+        self.compiler = compiler  # None: constrained requests are refused
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
+        self._matchers: dict[str, GrammarMatcher] = {}
         self._eos = frozenset(model_info.eos_token_ids)
 
     # -- requests -----------------------------------------------------------------------------
@@ -78,6 +87,15 @@ class LLMEngine:
             raise ValueError(f"logit_bias token ids must be in [0, {vocab})")
         if params.seed is not None and not -(2**63) <= params.seed < 2**64:
             raise ValueError("seed must be in [-2**63, 2**64)")  # torch.Generator's range
+        if params.constraint is not None:
+            self.check_constraint(params.constraint)
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        """Compile ``spec`` into the cache; ``ConstraintError`` (a ValueError) if it cannot be.
+        Thread-safe: the HTTP layer calls it off the engine thread."""
+        if self.compiler is None:
+            raise ConstraintError("this engine was built without constrained decoding")
+        self.compiler.compile(spec)
 
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
         """Queue a request. Raises ValueError for one that can never run, QueueFullError."""
@@ -85,6 +103,9 @@ class LLMEngine:
         if request_id in self._seqs:
             raise ValueError(f"duplicate request id {request_id!r}")
         seq = Sequence(request_id, list(prompt_ids), params, self._eos)
+        if params.constraint is not None:
+            assert self.compiler is not None  # check_request said so
+            self._matchers[request_id] = self.compiler.matcher(params.constraint)
         self.scheduler.add(seq)
         self._seqs[request_id] = seq
         if params.seed is not None:
@@ -128,6 +149,7 @@ class LLMEngine:
         rows = [
             RowState(q.params, q.output_ids, self._generators.get(q.request_id)) for q in sampling
         ]
+        self._fill_token_masks(sampling, rows)
         result = sample(logits, rows)
         outputs = []
         for j, seq in enumerate(sampling):
@@ -137,11 +159,30 @@ class LLMEngine:
             outputs.append(self._postprocess(seq, result.token_ids[j], lp))
         return outputs
 
+    def _fill_token_masks(self, sampling: list[Sequence], rows: list[RowState]) -> None:
+        """The grammar masks of the constrained rows, in one parallel fill."""
+        constrained = [j for j, q in enumerate(sampling) if q.request_id in self._matchers]
+        if not constrained or self.compiler is None:
+            return
+        matchers = [self._matchers[sampling[j].request_id] for j in constrained]
+        masks = self.compiler.fill_next_token_bitmask(matchers)
+        for k, j in enumerate(constrained):
+            rows[j].token_bitmask = masks[k]
+
     def _postprocess(self, seq: Sequence, token: int, lp: list[TokenLogprob] | None) -> StepOutput:
         now = time.monotonic()
         if seq.first_token_time is None:
             seq.first_token_time = now
         seq.output_ids.append(token)
+        matcher = self._matchers.get(seq.request_id)
+        if matcher is not None and not matcher.accept(token):
+            # the mask allowed only tokens the grammar accepts: this is a bug, not bad input,
+            # and it fails this request alone
+            seq.finish_reason = "error"
+            self._release(seq)
+            out = self._output(seq, [token], lp, finished=True)
+            out.error = f"the grammar rejected token {token}: {matcher.error}"
+            return out
         text = ""
         if token in seq.stop_ids():
             seq.finish_reason = "stop"
@@ -150,6 +191,9 @@ class LLMEngine:
             text = seq.detok.add(self.tokenizer.token_bytes(token))
             if seq.detok.stopped:
                 seq.finish_reason = "stop"
+            elif matcher is not None and matcher.finished:  # only EOS could follow
+                seq.finish_reason = "stop"
+                text += seq.detok.flush()
             elif (
                 len(seq.output_ids) >= seq.params.max_tokens
                 or seq.num_tokens >= self.model_info.context_length
@@ -177,6 +221,7 @@ class LLMEngine:
         self.scheduler.finish(seq)
         self._seqs.pop(seq.request_id, None)
         self._generators.pop(seq.request_id, None)
+        self._matchers.pop(seq.request_id, None)
 
     def _output(
         self,
