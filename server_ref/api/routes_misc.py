@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
+from sdk.tokens import template_uses_tools
+from sdk.types import DetokenizeResponse, Model, ModelCapabilities, ModelList, TokenizeResponse
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
 from server_ref.api.openapi import request_body
@@ -18,11 +19,23 @@ router = APIRouter()
 
 def _model_card(state: ServerState) -> Model:
     info = state.engine.model_info
+    template = state.engine.tokenizer.chat_template
+    tool_format = None  # no chat template: no chat, no tools
+    if template is not None:
+        tool_format = "template" if template_uses_tools(template) else "generic"
+    capabilities = ModelCapabilities(
+        input_modalities=["text"],
+        output_modalities=["text"],
+        tools=template is not None,
+        tool_format=tool_format,
+        response_formats=["text", "json_object", "json_schema"],
+    )
     return Model(
         id=state.served_model_name,
         created=info.created,
         owned_by=info.owned_by,
         max_model_len=info.context_length,
+        capabilities=capabilities,
     )
 
 
@@ -58,7 +71,14 @@ async def tokenize(request: Request) -> JSONResponse:
         )
         if not req.messages:
             raise BadRequestError("messages must not be empty.", param="messages")
-        tokens = render_chat(tokenizer, req.messages, add_generation_prompt=add_generation_prompt)
+        tokens = render_chat(
+            tokenizer,
+            req.messages,
+            tools=req.tools,
+            tool_choice=req.tool_choice,
+            parallel_tool_calls=req.parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
+        )
     else:
         # Our tokenizer adds no BOS, so the nearest meaning of add_special_tokens is whether
         # special-token text in the prompt is parsed as special tokens (the default, as in

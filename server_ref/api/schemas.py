@@ -5,7 +5,8 @@ The wire contract lives in ``sdk.types``; here each request model is subclassed 
 accepted and ignored: clients such as LangChain always send a few, and servers that reject
 them break those clients (a 422 for ``stream_options`` in openai/openai-agents-python#442, a
 400 in vercel/ai#1578). The exceptions are the few in ``UNSUPPORTED_FIELDS`` whose silent
-omission would change what the client gets (tools, JSON mode): those are a 400.
+omission would change what the client gets (the legacy functions API, audio output): those
+are a 400.
 
 ``parse_body`` is the one place a request body becomes a model: UTF-8 check, JSON parse,
 validation, each failure a 400 naming the problem.
@@ -89,13 +90,12 @@ class ServerDetokenizeRequest(DetokenizeRequest):
 
 
 # Fields we do not implement and must not silently drop: the client would get plain text
-# where it asked for a tool call or guaranteed JSON.
+# where it asked for something else. The legacy ``functions`` API (deprecated by OpenAI in
+# favour of tools) is refused rather than mapped: its replies have another shape
+# (``message.function_call``, finish reason "function_call") that clients of it expect.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "tools": "tool calling is not supported by this server",
-    "functions": "function calling is not supported by this server",
-    "tool_choice": "tool calling is not supported by this server",
-    "function_call": "function calling is not supported by this server",
-    "response_format": "response_format (JSON mode) is not supported by this server",
+    "functions": "the deprecated functions API is not supported; send tools instead",
+    "function_call": "the deprecated functions API is not supported; send tool_choice instead",
     "prompt_logprobs": "prompt_logprobs is not supported by this server",
     "audio": "audio output is not supported: this model writes text only",
     "modalities": 'this model writes text only (modalities: ["text"])',
@@ -104,14 +104,12 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
 
 
 def _harmless(name: str, value: Any) -> bool:
-    """Values of an unsupported field that ask for nothing (``tools: []``, ``type: text``)."""
+    """Values of an unsupported field that ask for nothing (``functions: []``, ``auto``)."""
     if value is None or value == [] or value == {}:
         return True
-    if name in ("tool_choice", "function_call") and value in ("none", "auto"):
+    if name == "function_call" and value in ("none", "auto"):
         return True
-    if name == "modalities" and value == ["text"]:
-        return True
-    return name == "response_format" and isinstance(value, dict) and value.get("type") == "text"
+    return name == "modalities" and value == ["text"]
 
 
 def reject_unsupported(req: BaseModel) -> None:
@@ -156,7 +154,7 @@ def parse_model(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, data) from None
 
 
 async def parse_body(request: Request, model: type[M]) -> M:

@@ -165,9 +165,21 @@ class PromptTokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def apply_chat_template(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
-    ) -> str: ...
+    @property
+    def chat_template(self) -> str | None: ...
+
+    def render_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """The prompt text of a chat request: ``sdk.tokens.render_chat`` with the model's
+        template, exactly what a client's ``count_chat`` renders."""
+        ...
 
 
 class EngineClient(Protocol):

@@ -76,10 +76,12 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("top_logprobs without logprobs", "/v1/chat/completions", chat(top_logprobs=2),
      "top_logprobs"),
     ("logprobs not bool", "/v1/chat/completions", chat(logprobs=3), "logprobs"),
-    ("tools", "/v1/chat/completions",
-     chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-    ("json mode", "/v1/chat/completions", chat(response_format={"type": "json_object"}),
-     "response_format"),
+    ("legacy functions", "/v1/chat/completions", chat(functions=[{"name": "f"}]), "functions"),
+    ("tool without a name", "/v1/chat/completions",
+     chat(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+    ("json_schema without a schema", "/v1/chat/completions",
+     chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+     "response_format.json_schema.schema"),
     ("seed float", "/v1/chat/completions", chat(seed=1.5), "seed"),
     ("stream_options wrong type", "/v1/chat/completions", chat(stream_options=True),
      "stream_options"),
@@ -374,7 +376,7 @@ async def test_chat_template_refusal_is_400(
     def refuse(*_: Any, **__: Any) -> Any:
         raise ValueError("Conversation roles must alternate user/assistant")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", refuse)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", refuse)
     app = create_app(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         error = assert_error(await c.post("/v1/chat/completions", json=CHAT), 400)
@@ -392,7 +394,7 @@ async def test_unexpected_exception_is_500_and_logged(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", boom)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", boom)
     app: FastAPI = create_app(engine)
     with caplog.at_level(logging.INFO):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
