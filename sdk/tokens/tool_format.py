@@ -18,7 +18,12 @@ about tools in plain text and answers in JSON, the way llama.cpp's "generic" han
   show a user message; the name comes from the call the result answers).
 
 ``tool_choice="none"`` (or no function tools) renders no tool section: the model cannot call
-any. Custom (free-text) tools cannot be expressed in this format and are left out. A function
+any. The history is then told in words: ``I called get_weather with {"city": "Paris"}.``
+and ``Result: sunny`` (``Results:`` and one ``- name: content`` line each for several): a
+model that was never shown the JSON format copies JSON history as plain text instead of
+answering (seen with the default model).
+
+Custom (free-text) tools cannot be expressed in this format and are left out. A function
 without ``parameters`` takes none (``{}`` exactly, as OpenAI reads it), and a ``strict`` one's
 object schemas are closed (``additionalProperties: false``), in the prompt as in the reply
 schema. A named ``tool_choice`` asks for exactly one call, as ``parallel_tool_calls=False``
@@ -169,16 +174,22 @@ def generic_tool_messages(
     """``messages`` rewritten for a template without tool support (see the module docstring).
 
     >>> call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    >>> generic_tool_messages([
+    >>> history = [
     ...     {"role": "assistant", "content": None, "tool_calls": [call]},
     ...     {"role": "tool", "tool_call_id": "c1", "content": "42"},
-    ... ], None)  # doctest: +NORMALIZE_WHITESPACE
+    ... ]
+    >>> generic_tool_messages(history, active_tools([{"function": {"name": "f"}}]))[1:]
+    ... # doctest: +NORMALIZE_WHITESPACE
     [{'role': 'assistant', 'content': '{"tool_calls": [{"name": "f", "arguments": {}}]}'},
      {'role': 'user', 'content': '{"tool_results": [{"name": "f", "content": "42"}]}'}]
+    >>> generic_tool_messages(history, None)  # doctest: +NORMALIZE_WHITESPACE
+    [{'role': 'assistant', 'content': 'I called f with {}.'},
+     {'role': 'user', 'content': 'Result: 42'}]
     """
     out: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []  # consecutive tool results, written as one message
     names: dict[str, str] = {}  # tool_call_id -> the function it called
+    words = spec is None  # no tool section: the history in words, not in the JSON format
     for message in template_messages(messages, tool_fields=True):
         calls = message.pop("tool_calls", None)
         call_id = message.pop("tool_call_id", None)
@@ -186,15 +197,14 @@ def generic_tool_messages(
             name = message.get("name") or names.get(str(call_id), "")
             results.append({"name": name, "content": message["content"]})
             continue
-        _flush_results(out, results)
+        _flush_results(out, results, words)
         if calls:
-            written = json.dumps(
-                {"tool_calls": [_written_call(call, names) for call in calls]}, ensure_ascii=False
-            )
+            written = [_written_call(call, names) for call in calls]
+            said = _calls_in_words(written) if words else _calls_in_json(written)
             text = message["content"]
-            message["content"] = f"{text}\n{written}" if text else written
+            message["content"] = f"{text}\n{said}" if text else said
         out.append(message)
-    _flush_results(out, results)
+    _flush_results(out, results, words)
     if spec is not None:
         _add_to_system(out, tool_system_prompt(spec))
     return out
@@ -220,11 +230,30 @@ def _written_call(call: Mapping[str, Any], names: dict[str, str]) -> dict[str, A
     return {"name": name, "arguments": function.get("arguments", function.get("input", {}))}
 
 
-def _flush_results(out: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    if results:
+def _calls_in_json(calls: list[dict[str, Any]]) -> str:
+    return json.dumps({"tool_calls": calls}, ensure_ascii=False)
+
+
+def _calls_in_words(calls: list[dict[str, Any]]) -> str:
+    def arguments(value: object) -> str:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    said = "; ".join(f"{c['name']} with {arguments(c['arguments'])}" for c in calls)
+    return f"I called {said}."
+
+
+def _flush_results(out: list[dict[str, Any]], results: list[dict[str, Any]], words: bool) -> None:
+    if not results:
+        return
+    if not words:
         text = json.dumps({"tool_results": results}, ensure_ascii=False)
-        out.append({"role": "user", "content": text})
-        results.clear()
+    elif len(results) == 1:
+        text = f"Result: {results[0]['content']}"
+    else:
+        lines = (f"- {r['name'] or 'tool'}: {r['content']}" for r in results)
+        text = "Results:\n" + "\n".join(lines)
+    out.append({"role": "user", "content": text})
+    results.clear()
 
 
 def _add_to_system(out: list[dict[str, Any]], section: str) -> None:

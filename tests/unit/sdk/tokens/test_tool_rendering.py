@@ -131,9 +131,9 @@ def test_tool_choice_none_and_no_function_tools_render_no_section() -> None:
     assert render_chat(SMOLLM2, [USER], tools=[]) == plain
 
 
-def test_history_details() -> None:
+def history_prompt(**tools: Any) -> str:
     second = {**CALL, "id": "call_2", "function": {"name": "get_time", "arguments": "not json"}}
-    prompt = render_chat(
+    return render_chat(
         SMOLLM2,
         [
             USER,
@@ -143,7 +143,12 @@ def test_history_details() -> None:
             {"role": "tool", "tool_call_id": "call_unknown", "content": "c"},
             {"role": "assistant", "content": "Done."},
         ],
+        **tools,
     )
+
+
+def test_history_details() -> None:
+    prompt = history_prompt(tools=[WEATHER])
     assert (
         '<|im_start|>assistant\nChecking.\n{"tool_calls": [{"name": "get_weather", "arguments": '
         '{"city": "Paris"}}, {"name": "get_time", "arguments": "not json"}]}<|im_end|>'
@@ -155,6 +160,22 @@ def test_history_details() -> None:
     ]
     user = f"<|im_start|>user\n{json.dumps({'tool_results': results})}<|im_end|>\n"
     assert user + "<|im_start|>assistant\nDone.<|im_end|>" in prompt
+
+
+@pytest.mark.parametrize("tools", [{}, {"tools": [WEATHER], "tool_choice": "none"}])
+def test_without_tools_the_history_is_told_in_words(tools: dict[str, Any]) -> None:
+    prompt = history_prompt(**tools)
+    assert "# Tools" not in prompt and "tool_calls" not in prompt
+    assert (
+        '<|im_start|>assistant\nChecking.\nI called get_weather with {"city": "Paris"}; '
+        "get_time with not json.<|im_end|>\n"
+        "<|im_start|>user\nResults:\n- get_weather: a\n- clock: b\n- tool: c<|im_end|>\n"
+    ) in prompt
+    one = render_chat(SMOLLM2, TOOL_TURNS)
+    assert one.endswith(
+        '<|im_start|>assistant\nI called get_weather with {"city": "Paris"}.<|im_end|>\n'
+        "<|im_start|>user\nResult: sunny<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_a_template_that_knows_tools_renders_them_itself() -> None:
