@@ -172,6 +172,6 @@ def read_flow(
             return
         data = yield ReadChunk(start.response, start.chunks)
         if data is None:
-            decoder.finish()  # raises: [DONE] never came, the connection broke
-            return
+            break
         chunks = decoder.feed(data)
+    decoder.finish()  # raises: the body ended before [DONE], the connection broke

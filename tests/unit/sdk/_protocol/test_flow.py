@@ -65,6 +65,12 @@ def test_stream_flow_by_hand() -> None:
     assert not start.decoder.done
 
 
+def test_a_call_that_does_not_stream_cannot_open_a_stream() -> None:
+    call, options = chat_completion_call({"messages": []})
+    with pytest.raises(TypeError, match="is not a streaming call"):
+        next(stream_flow(CONFIG, call, options))
+
+
 def test_connection_error_thrown_into_the_flow_is_retried() -> None:
     call, options = model_list_call({})
     flow = call_flow(CONFIG, call, options)
