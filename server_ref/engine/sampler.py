@@ -47,12 +47,29 @@ def _apply_token_bitmasks(logits: Tensor, rows: list[RowState]) -> None:
     if not constrained:
         return
     masks = torch.stack([r.token_bitmask for r in rows if r.token_bitmask is not None])
-    banned = unpack_bitmask(masks.to(logits.device), logits.shape[1]).logical_not()  # [C, V]
+    allowed = unpack_bitmask(masks.to(logits.device), logits.shape[1])  # [C, V]
     if len(constrained) == len(rows):
-        logits.masked_fill_(banned, -torch.inf)
+        _ban(logits, allowed)
         return
     index = torch.tensor(constrained, device=logits.device)
-    logits.index_copy_(0, index, logits.index_select(0, index).masked_fill_(banned, -torch.inf))
+    logits.index_copy_(0, index, _ban(logits.index_select(0, index), allowed))
+
+
+# float32 -inf (0xFF800000) as an int32, and the value of each bit of an int32 word
+_NEG_INF_BITS = -8388608
+_BIT_VALUES = [1 << b if b < 31 else -(1 << 31) for b in range(32)]
+
+
+def _ban(x: Tensor, allowed: Tensor) -> Tensor:
+    """``x`` with -inf where ``allowed`` is False, in place. An fp32 tensor is changed through
+    its bits (keep them where allowed, write -inf's elsewhere): on CPU ``masked_fill_`` is a
+    scalar loop, about 3 ms for 16 x 49152 where the bit operations take 0.4 ms."""
+    if x.dtype != torch.float32:
+        return x.masked_fill_(allowed.logical_not(), -torch.inf)
+    keep = allowed.to(torch.int32).neg_()  # -1: every bit kept; 0: none
+    neg_inf = torch.tensor(_NEG_INF_BITS, dtype=torch.int32, device=x.device)
+    x.view(torch.int32).bitwise_and_(keep).bitwise_or_(keep.bitwise_not_().bitwise_and_(neg_inf))
+    return x
 
 
 def unpack_bitmask(bitmask: Tensor, vocab: int) -> Tensor:
@@ -63,9 +80,10 @@ def unpack_bitmask(bitmask: Tensor, vocab: int) -> Tensor:
     """
     if bitmask.shape[-1] * 32 < vocab:
         raise ValueError(f"a bitmask of {bitmask.shape[-1]} words cannot cover {vocab} tokens")
-    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
-    bits = (bitmask.unsqueeze(-1) >> shifts) & 1  # [N, W, 32]
-    return bits.flatten(1)[:, :vocab].bool()
+    # AND with tensor operands: shifting and masking with a Python 1 takes a slow scalar path
+    values = torch.tensor(_BIT_VALUES, dtype=torch.int32, device=bitmask.device)
+    bits = bitmask.unsqueeze(-1) & values  # [N, W, 32]
+    return bits.ne_(0).flatten(1)[:, :vocab]
 
 
 def _apply_penalties_and_bias(logits: Tensor, rows: list[RowState]) -> None:
