@@ -328,3 +328,26 @@ async def test_an_engine_reply_outside_the_format_is_a_500_not_a_hang(
         assert r.status_code == 500 and "tool-call format" in r.json()["error"]["message"]
         r = await c.post("/v1/chat/completions", json=chat(stream=True))
         assert '"error"' in r.text and r.text.rstrip().endswith("data: [DONE]")
+
+
+async def test_a_template_that_renders_tools_gets_them_and_the_same_reply_grammar(
+    client: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native = (
+        "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "<|im_start|>assistant\n"
+    )
+    monkeypatch.setattr(engine.tokenizer, "chat_template", native)
+    r = await client.post("/v1/chat/completions", json=chat(tool_choice="required"))
+    assert r.json()["choices"][0]["finish_reason"] == "tool_calls"
+    prompt = engine.tokenizer.decode(engine.requests[-1][1])
+    assert prompt.startswith('<tools>[{"type": "function", "function": {"name": "get_weather"')
+    assert "# Tools" not in prompt  # the template lists them, not the generic section
+    assert (
+        "<|im_start|>system\nReply with one JSON object and nothing else, calling tools" in prompt
+    )
+    spec = constraint_of(engine)
+    assert spec is not None and "tool_calls" in json.loads(spec.source)["properties"]
+    card = (await client.get("/v1/models/fake-model")).json()
+    assert card["capabilities"]["tool_format"] == "template"
