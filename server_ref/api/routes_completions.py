@@ -142,7 +142,7 @@ async def create_completion(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerCompletionRequest)
     state.check_model(req.model)
-    reject_unsupported(req, unsupported.GENERATION)
+    reject_unsupported(req, unsupported.COMPLETION)
     n = req.n or 1
     if req.echo and req.logprobs is not None:
         # Echo with logprobs asks for prompt logprobs, which the engine does not compute.

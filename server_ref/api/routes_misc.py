@@ -9,8 +9,8 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
-from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
-from server_ref.api import unsupported
+from sdk.tokens import template_uses_tools
+from sdk.types import DetokenizeResponse, Model, ModelCapabilities, ModelList, TokenizeResponse
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
 from server_ref.api.openapi import errors, request_body
@@ -20,7 +20,6 @@ from server_ref.api.schemas import (
     ServerDetokenizeRequest,
     ServerTokenizeRequest,
     parse_body,
-    reject_unsupported,
 )
 from server_ref.api.state import ServerState, get_state
 
@@ -33,11 +32,23 @@ class Health(BaseModel):
 
 def _model_card(state: ServerState) -> Model:
     info = state.engine.model_info
+    template = state.engine.tokenizer.chat_template
+    tool_format = None  # no chat template: no chat, no tools
+    if template is not None:
+        tool_format = "template" if template_uses_tools(template) else "generic"
+    capabilities = ModelCapabilities(
+        input_modalities=["text"],
+        output_modalities=["text"],
+        tools=template is not None,
+        tool_format=tool_format,
+        response_formats=["text", "json_object", "json_schema"],
+    )
     return Model(
         id=state.served_model_name,
         created=info.created,
         owned_by=info.owned_by,
         max_model_len=info.context_length,
+        capabilities=capabilities,
     )
 
 
@@ -68,13 +79,19 @@ async def tokenize(request: Request) -> JSONResponse:
     state = get_state(request)
     req = await parse_body(request, ServerTokenizeRequest)
     state.check_model(req.model)
-    reject_unsupported(req, unsupported.TOKENIZE)
     tokenizer = state.engine.tokenizer
     if req.messages is not None:
         add_generation_prompt = (
             True if req.add_generation_prompt is None else req.add_generation_prompt
         )
-        tokens = render_chat(tokenizer, req.messages, add_generation_prompt=add_generation_prompt)
+        tokens = render_chat(
+            tokenizer,
+            req.messages,
+            tools=req.tools,
+            tool_choice=req.tool_choice,
+            parallel_tool_calls=req.parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
+        )
     else:
         # Our tokenizer adds no BOS, so the nearest meaning of add_special_tokens is whether
         # special-token text in the prompt is parsed as special tokens (the default, as in

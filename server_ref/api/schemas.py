@@ -5,7 +5,8 @@ The wire contract lives in ``sdk.types``; here each request model is subclassed 
 accepted and ignored: clients such as LangChain always send a few, and servers that reject
 them break those clients (a 422 for ``stream_options`` in openai/openai-agents-python#442, a
 400 in vercel/ai#1578). The exceptions are the fields in ``unsupported.py`` whose silent
-omission would change what the client gets (tools, JSON mode): those are a 400.
+omission would change what the client gets (the legacy functions API, audio output): those
+are a 400.
 
 ``parse_body`` is the one place a request body becomes a model: UTF-8 check, JSON parse,
 validation, each failure a 400 naming the problem.
@@ -28,10 +29,12 @@ from pydantic.config import JsonDict
 from starlette.requests import Request
 
 from sdk.types import (
+    ChatCompletionMessageFunctionToolCall,
     ChatCompletionRequest,
     ChatMessage,
     CompletionRequest,
     DetokenizeRequest,
+    RefusalContentPart,
     SamplingFields,
     TextContentPart,
     TokenizeRequest,
@@ -123,12 +126,14 @@ def _message_rules(schema: JsonDict) -> None:
 
 
 class ServerChatMessage(ChatMessage):
-    """A message this text-only server can read: text content (a string or text parts), no
-    tool calls or audio. Anything else is a 400 rather than silently dropped."""
+    """A message this text-only model can read: text content (a string, text or refusal
+    parts), function tool calls and tool results; no legacy function call or audio. Anything else is
+    a 400 rather than silently dropped (a media part by ``refuse_media_parts``)."""
 
     model_config = SERVER_CONFIG | ConfigDict(json_schema_extra=_message_rules)
 
-    content: str | list[TextContentPart] | None = None  # type: ignore[assignment]
+    content: str | list[TextContentPart | RefusalContentPart] | None = None  # type: ignore[assignment]
+    tool_calls: list[ChatCompletionMessageFunctionToolCall] | None = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _text_only(self) -> ServerChatMessage:
@@ -140,11 +145,35 @@ class ServerChatMessage(ChatMessage):
         return self
 
 
+# what a text-only model cannot read
+_MEDIA_PARTS = {"image_url": " (an image)", "input_audio": " (audio)", "file": " (a file)"}
+
+
+def refuse_media_parts(data: Any) -> Any:
+    """400 naming the first content part of ``data["messages"]`` this text-only model cannot
+    read (an image, audio, a file, or a kind it does not know): dropping it would answer
+    another question. Run before validation, so the error names the part, not the union."""
+    messages = data.get("messages") if isinstance(data, dict) else None
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind not in ("text", "refusal"):
+                what = _MEDIA_PARTS.get(kind, "")
+                raise BadRequestError(
+                    f"messages[{i}].content[{j}]: this model accepts text only; a content part "
+                    f"of type {kind!r}{what} cannot be read.",
+                    param=f"messages[{i}].content[{j}]",
+                    code="unsupported_content_type",
+                )
+    return data
+
+
 Messages = Annotated[list[ServerChatMessage], Field(strict=False, min_length=1)]
 
 
 def _chat_rules(schema: JsonDict) -> None:
-    unsupported.document(schema, unsupported.GENERATION)
+    unsupported.document(schema, unsupported.CHAT)
     logprobs_on = {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}
     schema["allOf"] = [_if_set("top_logprobs", {"type": "integer"}, logprobs_on)]
 
@@ -158,9 +187,11 @@ class ServerChatCompletionRequest(ServerSamplingFields, ChatCompletionRequest):
     max_completion_tokens: MaxTokens | None = None
     top_logprobs: Logprobs | None = None
 
+    _media = model_validator(mode="before")(refuse_media_parts)
+
 
 def _completion_rules(schema: JsonDict) -> None:
-    unsupported.document(schema, unsupported.GENERATION)
+    unsupported.document(schema, unsupported.COMPLETION)
     no_logprobs = {"properties": {"logprobs": {"type": "null"}}}
     schema["allOf"] = [_if_set("echo", {"const": True}, no_logprobs)]
 
@@ -177,7 +208,6 @@ class ServerCompletionRequest(ServerSamplingFields, CompletionRequest):
 
 
 def _tokenize_rules(schema: JsonDict) -> None:
-    unsupported.document(schema, unsupported.TOKENIZE)
     schema["oneOf"] = [
         {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
         {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
@@ -191,6 +221,8 @@ class ServerTokenizeRequest(TokenizeRequest):
 
     model: ModelName | None = None
     messages: Messages | None = None  # type: ignore[assignment]
+
+    _media = model_validator(mode="before")(refuse_media_parts)
 
 
 class ServerDetokenizeRequest(DetokenizeRequest):
@@ -234,7 +266,7 @@ def parse_model(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, data) from None
 
 
 async def parse_body(request: Request, model: type[M]) -> M:

@@ -1,12 +1,12 @@
 """Fields this server does not implement and must not silently drop.
 
-Ignoring them would change what the client gets: plain text where it asked for a tool call
-or guaranteed JSON, one candidate where it asked to rank several, an image it sent never
-seen. Each is refused with a 400 (code ``unsupported_parameter``) unless it is null or one of
-the values that ask for nothing (``tools: []``, ``tool_choice: "none"``). Each table is
-enforced by a check and written into the JSON schema of the models it applies to, from the
-same data, so the OpenAPI document says exactly which values pass.
-"""
+Ignoring them would change what the client gets: a plain reply where it asked for a legacy
+function call or audio, one candidate where it asked to rank several, a tool call or
+guaranteed JSON from the endpoint that does not serve them. Each is refused with a 400 (code
+``unsupported_parameter``) unless it is null or one of the values that ask for nothing
+(``functions: []``, ``tool_choice: "none"``). Each table is enforced by a check and written
+into the JSON schema of the models it applies to, from the same data, so the OpenAPI
+document says exactly which values pass."""
 
 from __future__ import annotations
 
@@ -40,18 +40,18 @@ class Unsupported:
         }
 
 
-_TOOLS = "tool calling is not supported by this server"
-_FUNCTIONS = "function calling is not supported by this server"
+_FUNCTIONS = "the deprecated functions API is not supported; send tools instead"
+_CHAT_ONLY = "{} is served by /v1/chat/completions, not by this endpoint"
 
 # The generation routes' top-level fields, refused whether or not the request model declares
-# them (an undeclared one arrives as an extra field).
-GENERATION: dict[str, Unsupported] = {
-    "tools": Unsupported(_TOOLS, ([],)),
+# them (an undeclared one arrives as an extra field). The legacy ``functions`` API is refused
+# rather than mapped: its replies have another shape (``message.function_call``, finish
+# reason "function_call") that its clients expect.
+CHAT: dict[str, Unsupported] = {
     "functions": Unsupported(_FUNCTIONS, ([],)),
-    "tool_choice": Unsupported(_TOOLS, ("none", "auto")),
-    "function_call": Unsupported(_FUNCTIONS, ("none", "auto")),
-    "response_format": Unsupported(
-        "response_format (JSON mode) is not supported by this server", ({"type": "text"},)
+    "function_call": Unsupported(
+        "the deprecated functions API is not supported; send tool_choice instead",
+        ("none", "auto"),
     ),
     "prompt_logprobs": Unsupported("prompt_logprobs is not supported by this server"),
     "audio": Unsupported("audio output is not supported: this model writes text only"),
@@ -64,12 +64,18 @@ GENERATION: dict[str, Unsupported] = {
     ),
 }
 
-# /tokenize: a chat's tools would be part of its prompt, but this server cannot render them.
-TOKENIZE: dict[str, Unsupported] = {name: GENERATION[name] for name in ("tools", "tool_choice")}
+# /v1/completions: the chat route's, and tools and structured outputs, which it serves alone.
+COMPLETION: dict[str, Unsupported] = {
+    **CHAT,
+    "tools": Unsupported(_CHAT_ONLY.format("tool calling"), ([],)),
+    "tool_choice": Unsupported(_CHAT_ONLY.format("tool calling"), ("none", "auto")),
+    "response_format": Unsupported(
+        _CHAT_ONLY.format("response_format (structured output)"), ({"type": "text"},)
+    ),
+}
 
-# Inside a chat message: the parts of a tool-calling or audio conversation.
+# Inside a chat message: the parts of a legacy function-calling or audio conversation.
 MESSAGE: dict[str, Unsupported] = {
-    "tool_calls": Unsupported(_TOOLS, ([],)),
     "function_call": Unsupported(_FUNCTIONS),
     "audio": Unsupported("audio is not supported: this model reads and writes text only"),
 }

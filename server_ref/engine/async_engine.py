@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from server_ref.engine.engine import LLMEngine
 from server_ref.engine.memory import Trimmer
 from server_ref.engine.types import (
+    ConstraintSpec,
     EngineDeadError,
     EngineStats,
     FinishReason,
@@ -141,6 +142,9 @@ class AsyncEngine:
         finally:
             if not done:
                 self.abort(request_id)
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        self.engine.check_constraint(spec)  # the compiler is thread-safe
 
     def abort(self, request_id: str) -> None:
         with self._lock:

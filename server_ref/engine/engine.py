@@ -1,7 +1,10 @@
 """The engine loop: schedule -> run -> postprocess.
 
 ``LLMEngine`` is synchronous and single-threaded: ``step()`` advances every scheduled sequence
-by one forward pass and returns what each request produced. ``generate()`` drives it to the end
+by one forward pass and returns what each request produced. A request with a ``constraint``
+has a grammar matcher (``constraints.GrammarCompiler``) from ``add_request`` until it is
+released: its token mask is filled before each sample, the sampled token is fed back, and it
+finishes with "stop" when the grammar is complete. ``generate()`` drives it to the end
 for offline use. ``async_engine.AsyncEngine`` runs the same loop in a background thread for the
 HTTP layer. ``build.build_engine`` makes one from a model file. A failure inside a step ends the
 request it belongs to, or the batch when it belongs to all of them (``faults``); either way the
@@ -16,12 +19,15 @@ from typing import Protocol
 
 import torch
 
+from server_ref.engine.constraints import GrammarCompiler, GrammarMatcher
 from server_ref.engine.faults import BATCH_FAILED, INTERNAL_ERROR, FaultHook, Stage
 from server_ref.engine.runner import ModelRunner
-from server_ref.engine.sampler import RowState, sample
+from server_ref.engine.sampler import RowState, sample, token_logprob
 from server_ref.engine.scheduler import ScheduledSeq, Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import (
+    ConstraintError,
+    ConstraintSpec,
     EngineStats,
     ModelInfo,
     PromptTokenizer,
@@ -52,13 +58,16 @@ class LLMEngine:
         tokenizer: EngineTokenizer,
         scheduler: Scheduler,
         model_info: ModelInfo,
+        compiler: GrammarCompiler | None = None,
     ) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self.model_info = model_info
+        self.compiler = compiler  # None: constrained requests are refused
         self._seqs: dict[str, Sequence] = {}
         self._generators: dict[str, torch.Generator] = {}
+        self._matchers: dict[str, GrammarMatcher] = {}
         self._eos = frozenset(model_info.eos_token_ids)
         self.faults: FaultHook | None = None  # tests only: raise at a chosen stage
         self.batch_failures_in_a_row = 0  # reset by every step whose forward pass worked
@@ -86,6 +95,15 @@ class LLMEngine:
             raise ValueError(f"logit_bias token ids must be in [0, {vocab})")
         if params.seed is not None and not -(2**63) <= params.seed < 2**64:
             raise ValueError("seed must be in [-2**63, 2**64)")  # torch.Generator's range
+        if params.constraint is not None:
+            self.check_constraint(params.constraint)
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        """Compile ``spec`` into the cache; ``ConstraintError`` (a ValueError) if it cannot be.
+        Thread-safe: the HTTP layer calls it off the engine thread."""
+        if self.compiler is None:
+            raise ConstraintError("this engine was built without constrained decoding")
+        self.compiler.compile(spec)
 
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
         """Queue a request. Raises ValueError for one that can never run, QueueFullError."""
@@ -93,6 +111,9 @@ class LLMEngine:
         if request_id in self._seqs:
             raise ValueError(f"duplicate request id {request_id!r}")
         seq = Sequence(request_id, list(prompt_ids), params, self._eos)
+        if params.constraint is not None:
+            assert self.compiler is not None  # check_request said so
+            self._matchers[request_id] = self.compiler.matcher(params.constraint)
         self.scheduler.add(seq)
         self._seqs[request_id] = seq
         if params.seed is not None:
@@ -172,6 +193,9 @@ class LLMEngine:
                 outputs.append(self._fail_request(seq, "prepare"))
         if len(keep) < len(seqs):
             seqs, logits = [seqs[j] for j in keep], logits[keep]
+        if self._matchers:
+            seqs, rows, logits, failed = self._fill_token_masks(seqs, rows, logits)
+            outputs.extend(failed)
         for seq, (token, lp_row) in zip(seqs, self._sample(seqs, rows, logits), strict=True):
             if token is None:  # _sample logged why
                 outputs.append(self._fail(seq, INTERNAL_ERROR.format(request_id=seq.request_id)))
@@ -181,6 +205,37 @@ class LLMEngine:
             except Exception:
                 outputs.append(self._fail_request(seq, "postprocess"))
         return outputs
+
+    def _fill_token_masks(
+        self, seqs: list[Sequence], rows: list[RowState], logits: torch.Tensor
+    ) -> tuple[list[Sequence], list[RowState], torch.Tensor, list[StepOutput]]:
+        """The grammar masks of the constrained rows, in one parallel fill. When that raises,
+        each matcher is filled on its own and a request whose matcher fails ends alone."""
+        constrained = [j for j, q in enumerate(seqs) if q.request_id in self._matchers]
+        if not constrained or self.compiler is None:
+            return seqs, rows, logits, []
+        matchers = [self._matchers[seqs[j].request_id] for j in constrained]
+        try:
+            for j in constrained:
+                self._at("grammar", seqs[j])
+            masks = self.compiler.fill_next_token_bitmask(matchers)
+        except Exception:
+            log.warning("filling %d grammar masks failed; one by one", len(matchers), exc_info=True)
+        else:
+            for k, j in enumerate(constrained):
+                rows[j].token_bitmask = masks[k]
+            return seqs, rows, logits, []
+        failed: list[StepOutput] = []
+        keep = [j for j in range(len(seqs)) if j not in constrained]
+        for j, matcher in zip(constrained, matchers, strict=True):
+            try:
+                self._at("grammar", seqs[j])
+                rows[j].token_bitmask = self.compiler.fill_next_token_bitmask([matcher])[0]
+                keep.append(j)
+            except Exception:
+                failed.append(self._fail_request(seqs[j], "grammar"))
+        keep.sort()
+        return [seqs[j] for j in keep], [rows[j] for j in keep], logits[keep], failed
 
     def _row_state(self, seq: Sequence) -> RowState:
         return RowState(seq.params, seq.output_ids, self._generators.get(seq.request_id))
@@ -228,11 +283,20 @@ class LLMEngine:
         lp = None
         if seq.params.logprobs is not None and lp_row is not None:
             self._at("logprobs", seq)
-            lp = [self._logprob(lp_row, token, seq.params.logprobs)]
+            lp = [token_logprob(self.tokenizer.token_bytes, lp_row, token, seq.params.logprobs)]
         now = time.monotonic()
         if seq.first_token_time is None:
             seq.first_token_time = now
         seq.output_ids.append(token)
+        matcher = self._matchers.get(seq.request_id)
+        if matcher is not None and not matcher.accept(token):
+            # the mask allowed only tokens the grammar accepts: this is a bug, not bad input,
+            # and it fails this request alone
+            seq.finish_reason = "error"
+            self._release(seq)
+            out = self._output(seq, [token], lp, finished=True)
+            out.error = f"the grammar rejected token {token}: {matcher.error}"
+            return out
         text = ""
         self._at("stop_check", seq)
         if token in seq.stop_ids():
@@ -243,6 +307,9 @@ class LLMEngine:
             text = seq.detok.add(self.tokenizer.token_bytes(token))
             if seq.detok.stopped:
                 seq.finish_reason = "stop"
+            elif matcher is not None and matcher.finished:  # only EOS could follow
+                seq.finish_reason = "stop"
+                text += seq.detok.flush()
             elif (
                 len(seq.output_ids) >= seq.params.max_tokens
                 or seq.num_tokens >= self.model_info.context_length
@@ -280,22 +347,11 @@ class LLMEngine:
         self._release(seq)
         return self._output(seq, [], None, finished=True, error=message)
 
-    def _logprob(self, row: torch.Tensor, token: int, k: int) -> TokenLogprob:
-        def piece(t: int) -> tuple[str, bytes]:
-            b = self.tokenizer.token_bytes(t)
-            return b.decode("utf-8", errors="replace"), b
-
-        top: tuple[tuple[int, str, bytes, float], ...] = ()
-        if k > 0:
-            vals, ids = row.topk(k)
-            top = tuple((i, *piece(i), v) for i, v in zip(ids.tolist(), vals.tolist(), strict=True))
-        text, raw = piece(token)
-        return TokenLogprob(token, text, raw, float(row[token]), top)
-
     def _release(self, seq: Sequence) -> None:
         self.scheduler.finish(seq)
         self._seqs.pop(seq.request_id, None)
         self._generators.pop(seq.request_id, None)
+        self._matchers.pop(seq.request_id, None)
 
     def _output(
         self,

@@ -1,12 +1,12 @@
 """Where one engine step can fail, and who pays for it.
 
 A step works on a batch, but most of its work is per request: building a row's sampling
-state, sampling it, its logprobs, detokenizing, stop checks. An exception there is charged
-to that request alone: it ends with ``finish_reason="error"`` and ``INTERNAL_ERROR``, its KV
-blocks are freed, the traceback is logged, and the rest of the batch goes on. Only the
-forward pass (and the scheduling and KV bookkeeping around it) is shared by the whole batch;
-its failure ends every request of the batch with ``BATCH_FAILED`` and the engine carries on
-with the next step.
+state, its grammar mask, sampling it, its logprobs, detokenizing, stop checks. An exception
+there is charged to that request alone: it ends with ``finish_reason="error"`` and
+``INTERNAL_ERROR``, its KV blocks are freed, the traceback is logged, and the rest of the
+batch goes on. Only the forward pass (and the scheduling and KV bookkeeping around it) is
+shared by the whole batch; its failure ends every request of the batch with ``BATCH_FAILED``
+and the engine carries on with the next step.
 
 ``FaultHook`` is the seam tests use to raise at a chosen stage for a chosen request (the
 engine's ``faults`` attribute; ``None`` in production). It is not reachable from the API.
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-Stage = Literal["forward", "prepare", "sample", "logprobs", "detokenize", "stop_check"]
+Stage = Literal["forward", "prepare", "grammar", "sample", "logprobs", "detokenize", "stop_check"]
+# the stages every request passes through; "grammar" (its token mask) only a constrained one
 STAGES: tuple[Stage, ...] = ("forward", "prepare", "sample", "logprobs", "detokenize", "stop_check")
 
 INTERNAL_ERROR = (

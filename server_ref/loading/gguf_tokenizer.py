@@ -37,6 +37,7 @@ from sdk.tokens import (
     decode_bytes,
     encode_text,
     pattern_for_pre_tokenizer,
+    render_chat,
     render_chat_template,
 )
 
@@ -113,6 +114,30 @@ class GGUFTokenizer:
             bos_token=self.bos_token,
             eos_token=self.eos_token,
             **extra,
+        )
+
+    def render_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """A chat request (messages, tools, tool choice) as prompt text with the model's
+        template: ``sdk.tokens.render_chat``, which a client's ``count_chat`` renders too."""
+        if self.chat_template is None:
+            raise ChatTemplateError("this model has no chat template (tokenizer.chat_template)")
+        return render_chat(
+            self.chat_template,
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
         )
 
 

@@ -80,10 +80,12 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("top_logprobs without logprobs", "/v1/chat/completions", chat(top_logprobs=2),
      "top_logprobs"),
     ("logprobs not bool", "/v1/chat/completions", chat(logprobs=3), "logprobs"),
-    ("tools", "/v1/chat/completions",
-     chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-    ("json mode", "/v1/chat/completions", chat(response_format={"type": "json_object"}),
-     "response_format"),
+    ("legacy functions", "/v1/chat/completions", chat(functions=[{"name": "f"}]), "functions"),
+    ("tool without a name", "/v1/chat/completions",
+     chat(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+    ("json_schema without a schema", "/v1/chat/completions",
+     chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+     "response_format.json_schema.schema"),
     ("seed float", "/v1/chat/completions", chat(seed=1.5), "seed"),
     ("stream_options wrong type", "/v1/chat/completions", chat(stream_options=True),
      "stream_options"),
@@ -114,14 +116,17 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("web search with defaults", "/v1/chat/completions", chat(web_search_options={}),
      "web_search_options"),
     ("tools on completions", "/v1/completions", {"prompt": "a", "tools": [TOOL]}, "tools"),
+    ("response_format on completions", "/v1/completions",
+     {"prompt": "a", "response_format": {"type": "json_object"}}, "response_format"),
     ("prompt_logprobs", "/v1/completions", {"prompt": "a", "prompt_logprobs": 1},
      "prompt_logprobs"),
     ("unknown part with text", "/v1/chat/completions",
      chat(messages=[{"role": "user", "content": [{"type": "input_text", "text": "x"}]}]),
      "messages[0].content"),
-    ("tool calls in history", "/v1/chat/completions",
-     chat(messages=[{"role": "assistant", "tool_calls": [TOOL_CALL]}]), "tool_calls"),
-    ("tokenize with tools", "/tokenize", {"prompt": "a", "tools": [TOOL]}, "tools"),
+    ("custom tool call in history", "/v1/chat/completions",
+     chat(messages=[{"role": "assistant", "tool_calls": [
+         {"id": "c", "type": "custom", "custom": {"name": "f", "input": ""}}]}]),
+     "messages[0].tool_calls[0].type"),
     ("tokenize empty messages", "/tokenize", {"messages": []}, "messages"),
 ]  # fmt: skip
 
@@ -425,7 +430,7 @@ async def test_chat_template_refusal_is_400(
     def refuse(*_: Any, **__: Any) -> Any:
         raise ValueError("Conversation roles must alternate user/assistant")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", refuse)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", refuse)
     app = create_app(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         error = assert_error(await c.post("/v1/chat/completions", json=CHAT), 400)
@@ -443,7 +448,7 @@ async def test_unexpected_exception_is_500_and_logged(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", boom)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", boom)
     app: FastAPI = create_app(engine)
     with caplog.at_level(logging.INFO):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:

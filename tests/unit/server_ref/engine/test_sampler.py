@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 import torch
 
-from server_ref.engine.sampler import RowState, _filter, sample, unpack_bitmask
+from server_ref.engine.sampler import (
+    RowState,
+    _apply_token_bitmasks,
+    _filter,
+    sample,
+    unpack_bitmask,
+)
 from server_ref.engine.types import SamplingParams
 
 VOCAB = 32
@@ -306,3 +312,19 @@ def test_constrained_logprobs_are_those_of_the_masked_distribution() -> None:
     torch.testing.assert_close(result.logprobs[0], expected)
     assert result.token_ids[0] in allowed
     torch.testing.assert_close(result.logprobs[1], logits[1].log_softmax(-1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masks_leave_allowed_logits_exactly_as_they_were(dtype: torch.dtype) -> None:
+    # fp32 logits are masked through their bits, others with masked_fill_: the same result
+    logits = random_logits(3).to(dtype)
+    logits[0, 4] = float("inf")  # an allowed +inf and a banned NaN stay as what they mean
+    logits[0, 5] = float("nan")
+    allowed = [[1, 4, 31], [0, 16, 30], list(range(VOCAB))]
+    rows = [RowState(SamplingParams(max_tokens=1), [], None, bitmask_for(a)) for a in allowed]
+    masked = logits.clone()
+    _apply_token_bitmasks(masked, rows)
+    expected = torch.full_like(logits, float("-inf"))
+    for i, a in enumerate(allowed):
+        expected[i, a] = logits[i, a]
+    assert torch.equal(masked, expected)
