@@ -91,6 +91,8 @@ from .embedding import (
     EmbeddingCreateParams,
     EmbeddingRequest,
     EmbeddingUsage,
+    EncodingFormat,
+    decode_base64_embedding,
 )
 from .error import (
     ErrorObject,
@@ -257,6 +259,7 @@ __all__ = [
     "EmbeddingCreateParams",
     "EmbeddingRequest",
     "EmbeddingUsage",
+    "EncodingFormat",
     "ErrorObject",
     "ErrorResponse",
     "FileContentPart",
@@ -322,4 +325,5 @@ __all__ = [
     "TokenizerExport",
     "TopLogprob",
     "URLCitation",
+    "decode_base64_embedding",
 ]
