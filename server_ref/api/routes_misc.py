@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
+from server_ref.api import embedding_model
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
 from server_ref.api.openapi import request_body
@@ -23,18 +24,24 @@ def _model_card(state: ServerState) -> Model:
         created=info.created,
         owned_by=info.owned_by,
         max_model_len=info.context_length,
+        capabilities=["chat", "completions"],
     )
 
 
 @router.get("/v1/models", tags=["openai"], response_model=ModelList)
 async def list_models(request: Request) -> JSONResponse:
-    body = ModelList(data=[_model_card(get_state(request))])
-    return JSONResponse(body.model_dump(mode="json"))
+    state = get_state(request)
+    cards = [_model_card(state)]
+    if state.embedder is not None:
+        cards.append(embedding_model.card(state.embedder))
+    return JSONResponse(ModelList(data=cards).model_dump(mode="json"))
 
 
 @router.get("/v1/models/{model_id:path}", tags=["openai"], response_model=Model)
 async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
     state = get_state(request)
+    if (embedder := state.embedder_named(model_id)) is not None:
+        return JSONResponse(embedding_model.card(embedder).model_dump(mode="json"))
     state.check_model(model_id)
     return JSONResponse(_model_card(state).model_dump(mode="json"))
 
@@ -50,6 +57,9 @@ async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
 async def tokenize(request: Request) -> JSONResponse:
     state = get_state(request)
     req = await parse_body(request, ServerTokenizeRequest)
+    if (embedder := state.embedder_named(req.model)) is not None:
+        body = embedding_model.tokenize(embedder, req)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True))
     state.check_model(req.model)
     tokenizer = state.engine.tokenizer
     if req.messages is not None:
@@ -82,6 +92,8 @@ async def tokenize(request: Request) -> JSONResponse:
 async def detokenize(request: Request) -> JSONResponse:
     state = get_state(request)
     req = await parse_body(request, ServerDetokenizeRequest)
+    if (embedder := state.embedder_named(req.model)) is not None:
+        return JSONResponse(embedding_model.detokenize(embedder, req).model_dump())
     state.check_model(req.model)
     state.check_token_ids(req.tokens, param="tokens")
     try:
@@ -91,10 +103,10 @@ async def detokenize(request: Request) -> JSONResponse:
     return JSONResponse(DetokenizeResponse(prompt=text).model_dump(mode="json"))
 
 
-@router.get("/health", tags=["ops"], summary="200 when the model is loaded and the engine runs")
+@router.get("/health", tags=["ops"], summary="200 when the models are loaded and running")
 async def health(request: Request) -> JSONResponse:
-    if not get_state(request).engine.is_ready():
-        raise ServiceUnavailableError("The model is loading or the engine is not running.")
+    if not get_state(request).is_ready():
+        raise ServiceUnavailableError("A model is loading or an engine is not running.")
     return JSONResponse({"status": "ok"})
 
 

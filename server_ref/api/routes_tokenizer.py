@@ -8,6 +8,8 @@ with their sha256, or inlined with ``?ranks=inline``. Both are built once per to
 
 An engine whose tokenizer is not a byte-level BPE vocabulary (the test suite's fake engine)
 answers 404, as a server without this extension would, and clients fall back to estimates.
+The embedding model's export (format ``"hf-tokenizers"``, its ``tokenizer.json`` in the rank
+file's place) comes from ``embedding_model``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from sdk.tokens import export_tokenizer
 from sdk.types import TokenizerExport
+from server_ref.api import embedding_model
 from server_ref.api.errors import BadRequestError, NotFoundError
 from server_ref.api.state import ServerState, get_state
 
@@ -89,12 +92,14 @@ def _export(state: ServerState) -> tuple[TokenizerExport, bytes]:
 
 @router.get(
     "/v1/models/{model_id:path}/tokenizer/ranks",
-    summary="The model's mergeable ranks in tiktoken's file format",
+    summary="The model's mergeable ranks in tiktoken's file format (or its tokenizer.json)",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
 async def tokenizer_ranks(model_id: str, request: Request) -> Response:
     state = get_state(request)
+    if (embedder := state.embedder_named(model_id)) is not None:  # its tokenizer.json
+        return embedding_model.tokenizer_file(embedder, request.headers.get("if-none-match"))
     state.check_model(model_id)
     export, ranks_file = _export(state)
     etag = f'"{export.ranks_sha256}"'
@@ -111,10 +116,15 @@ async def tokenizer_ranks(model_id: str, request: Request) -> Response:
 )
 async def tokenizer_export(model_id: str, request: Request) -> JSONResponse:
     state = get_state(request)
-    state.check_model(model_id)
+    embedder = state.embedder_named(model_id)
+    if embedder is None:
+        state.check_model(model_id)
     mode = request.query_params.get("ranks", "url")
     if mode not in ("url", "inline"):
         raise BadRequestError(f"ranks must be 'url' or 'inline', got {mode!r}.", param="ranks")
+    if embedder is not None:
+        body = embedding_model.export(embedder, inline=mode == "inline", ranks_path=RANKS_PATH)
+        return JSONResponse(body.model_dump(mode="json"))
     export, ranks_file = _export(state)
     if mode == "inline":
         body = export.model_copy(update={"ranks": ranks_file.decode("ascii")})

@@ -143,6 +143,7 @@ class EmbeddingModelInfo:
     vocab_size: int  # token ids must be below it
     matryoshka_dims: tuple[int, ...] = ()  # widths ``dimensions`` may ask for besides the full one
     extra: dict[str, object] | None = None  # device, dtype: informational
+    created: int = 0  # unix time it was loaded (the model card's ``created``)
 
 
 @dataclass(frozen=True)
