@@ -201,6 +201,12 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-queue", type=int, default=256, help="bound of the waiting queue")
     parser.add_argument("--served-model-name", default=None)
+    parser.add_argument(
+        "--embedding-model",
+        default=registry.DEFAULT_EMBEDDING_MODEL,
+        help="the model of /v1/embeddings: a known embedding model (pulled on first use), a "
+        "sentence-transformers folder, or none",
+    )
     parser.add_argument("--no-web", action="store_true", help="do not serve the chat page at /")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -212,7 +218,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535")
-    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+    embedding = None if args.embedding_model.lower() == "none" else args.embedding_model
+    with (
+        _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress,
+        _ProgressLine(sys.stderr, registry.MODELS.get(embedding or "")) as embedding_progress,
+    ):
         serve(
             ServeOptions(
                 args.model,
@@ -224,6 +234,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                 enable_web=not args.no_web,
                 log_level=args.log_level,
                 progress=progress,
+                embedding_model=embedding,
+                embedding_progress=embedding_progress,
             )
         )
     return 0
