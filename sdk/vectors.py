@@ -2,14 +2,13 @@
 
 What a small retrieval step needs, without a vector database or numpy: score a query
 embedding against a matrix of embeddings (one row per passage) and keep the best k. Rows
-are lists of floats, what ``client.embeddings.create`` returns. When numpy can be imported
-it is used instead (the same numbers to within float rounding), and a numpy array given as
-the matrix is used as it is, without a copy.
+are lists of floats, what ``client.embeddings.create`` returns, and are searched in plain
+Python. A numpy array given as the matrix is searched with numpy, as it is (no copy).
 
-Measured with ``benchmarks/bench_vectors.py`` (1,000 x 384, one query, one core): pure
-Python about 20 ms a query; numpy about 8 ms with a list of lists (converting it is most of
-that), 0.2 ms with an array. Converting once and querying many times is the fast way:
-``matrix = numpy.asarray(rows)``.
+``benchmarks/bench_vectors.py`` (1,000 x 384, k=5, three runs on the shared 2-core development
+VM): 13-15.5 ms a query in plain Python, 0.18 ms with numpy on a float32 array. numpy on a list
+of lists is no faster than plain Python (16-19.5 ms: converting the lists is the cost), so lists
+never take that path by default; convert once (``numpy.asarray(rows)``) to search many times.
 
     >>> rows = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]
     >>> [(m.row, round(m.score, 3)) for m in top_k([1.0, 0.1], rows, k=2)]
@@ -62,8 +61,9 @@ def cosine_similarities(
 ) -> list[float]:
     """The cosine similarity of ``query`` to each row of ``matrix``, in row order.
 
-    ``use_numpy``: ``None`` (default) uses numpy when it can be imported; ``False`` forces
-    plain Python, ``True`` requires numpy.
+    ``use_numpy``: ``None`` (default) uses numpy for a numpy array and plain Python for
+    lists; ``True`` converts lists with numpy (``ImportError`` without it); ``False`` never
+    uses numpy.
 
     >>> cosine_similarities([1.0, 0.0], [[2.0, 0.0], [0.0, 3.0]])
     [1.0, 0.0]
@@ -112,20 +112,13 @@ def _check_width(a: int, b: int) -> None:
 
 # -- numpy ---------------------------------------------------------------------------------------
 
-_has_numpy: bool | None = None
-
 
 def _numpy_wanted(use_numpy: bool | None, matrix: Matrix) -> bool:
-    global _has_numpy
-    if use_numpy is False:
-        return False
-    if use_numpy is None and type(matrix).__module__ == "numpy":
-        return True
-    if _has_numpy is None:
-        _has_numpy = importlib.util.find_spec("numpy") is not None
-    if use_numpy and not _has_numpy:
+    if use_numpy is None:
+        return type(matrix).__module__ == "numpy"  # an ndarray, without importing numpy
+    if use_numpy and importlib.util.find_spec("numpy") is None:
         raise ImportError("use_numpy=True, but numpy cannot be imported")
-    return _has_numpy
+    return use_numpy
 
 
 def _np_scores(query: Vector, matrix: Matrix) -> npt.NDArray[Any]:

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from sdk import vectors
 from sdk.vectors import Match, cosine_similarities, cosine_similarity, top_k
 
 PATHS = [False, True]  # use_numpy
@@ -94,9 +93,11 @@ def test_numpy_arrays_are_used_as_they_are() -> None:
         cosine_similarities([1.0], np.zeros((2, 2, 2)))
 
 
-def test_without_numpy_plain_python_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vectors, "_has_numpy", False)
+def test_lists_are_searched_in_plain_python_unless_numpy_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     matrix = rows(30, 4)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # numpy cannot be imported
     assert top_k(matrix[7], matrix, k=1) == [Match(7, pytest.approx(1.0))]
     with pytest.raises(ImportError, match="numpy cannot be imported"):
         top_k(matrix[7], matrix, use_numpy=True)
