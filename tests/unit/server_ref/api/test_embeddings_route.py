@@ -14,12 +14,18 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from kit.fake_engine import FakeEngine
+from starlette.responses import JSONResponse
 from tokenizers import Tokenizer
 
 from server_ref.api import create_app
+from server_ref.api.routes_embeddings import ROWS_PER_CHUNK, body_chunks
 from server_ref.engine.build_embedder import build_embedder
 from server_ref.engine.embedder import Embedder
-from server_ref.engine.embedding_types import EmbedderLimits, EmbedderOverloadedError
+from server_ref.engine.embedding_types import (
+    EmbedderLimits,
+    EmbedderOverloadedError,
+    EmbeddingResult,
+)
 
 EMBEDDING = "tiny-bert"
 CHAT = "fake-model"
@@ -304,3 +310,38 @@ async def test_the_openapi_document_describes_the_request(client: httpx.AsyncCli
         "user",
         "truncate",
     }
+
+
+@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+@pytest.mark.parametrize("rows", [1, 16, 17, 40])
+def test_the_body_in_chunks_is_the_json_body(encoding_format: str, rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    result = EmbeddingResult(
+        rng.standard_normal((rows, 8)).astype(np.float32), (3,) * rows, (False,) * rows
+    )
+    vectors = result.as_base64() if encoding_format == "base64" else result.as_floats()
+    whole = JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "model": "m",
+            "usage": {"prompt_tokens": 3 * rows, "total_tokens": 3 * rows},
+        }
+    ).body
+
+    chunks = list(body_chunks(result, encoding_format, "m"))
+
+    assert b"".join(chunks) == whole
+    assert len(chunks) == rows // ROWS_PER_CHUNK + 1
+
+
+async def test_a_large_response_is_streamed_in_chunks(client: httpx.AsyncClient) -> None:
+    small = await embed(client, input=["hello"] * ROWS_PER_CHUNK)
+    large = await embed(client, input=["hello"] * (3 * ROWS_PER_CHUNK + 1))
+
+    assert small.headers["content-length"] == str(len(small.content))
+    assert "content-length" not in large.headers
+    assert [d["index"] for d in large.json()["data"]] == list(range(3 * ROWS_PER_CHUNK + 1))
+    assert large.json()["data"][0] == small.json()["data"][0]
