@@ -4,8 +4,10 @@ An embedding arrives as a JSON array of floats (``encoding_format="float"``) or 
 base64 of its little-endian float32 bytes (``"base64"``); ``Embedding.embedding`` is a
 ``list[float]`` either way: a base64 string is decoded when the response is parsed, so code
 that reads embeddings never checks which format the server chose. The SDK asks for base64
-unless told otherwise (as openai-python does): about 3.5x fewer bytes on the wire than JSON
-floats, and the same float32 values.
+unless told otherwise (as openai-python does): about 3.7x fewer bytes on the wire than JSON
+floats, and the same float32 values. Unlike openai-python, an explicit
+``encoding_format="base64"`` is decoded too: one type for every response, and the floats are
+what any use of an embedding needs (the raw bytes are ``array("f", embedding).tobytes()``).
 
     >>> Embedding.model_validate({"index": 0, "embedding": "AACAPwAAAEA="}).embedding
     [1.0, 2.0]
