@@ -18,7 +18,7 @@ from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import tokens as tokens, tools as tools, types as types
+    from . import tokens as tokens, tools as tools, types as types, vectors as vectors
     from ._async_client import AsyncClient as AsyncClient
     from ._client import Client as Client
     from ._exceptions import (

@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -202,6 +201,12 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-queue", type=int, default=256, help="bound of the waiting queue")
     parser.add_argument("--served-model-name", default=None)
+    parser.add_argument(
+        "--embedding-model",
+        default=registry.DEFAULT_EMBEDDING_MODEL,
+        help="the model of /v1/embeddings: a known embedding model (pulled on first use), a "
+        "sentence-transformers folder, or none",
+    )
     parser.add_argument("--no-web", action="store_true", help="do not serve the chat page at /")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -223,7 +228,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--port must be in 0..65535")
     if not 0 <= args.drain_timeout < float("inf"):
         raise UsageError("--drain-timeout must be a number of seconds, 0 or more")
-    with _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress:
+    embedding = None if args.embedding_model.lower() == "none" else args.embedding_model
+    with (
+        _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress,
+        _ProgressLine(sys.stderr, registry.MODELS.get(embedding or "")) as embedding_progress,
+    ):
         serve(
             ServeOptions(
                 args.model,
@@ -236,15 +245,11 @@ def _run_serve(args: argparse.Namespace) -> int:
                 log_level=args.log_level,
                 progress=progress,
                 drain_timeout_s=args.drain_timeout,
+                embedding_model=embedding,
+                embedding_progress=embedding_progress,
             )
         )
-    # The server stopped cleanly: the engine thread is joined, every connection closed. The
-    # interpreter's own teardown with torch loaded takes 1-2 s more (measured on a 2-core
-    # machine), which would make a drained server overrun its deadline for nothing.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    return 0
 
 
 # -- registration --------------------------------------------------------------------------------

@@ -28,6 +28,6 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight sentence-transformers BERT folder (WordPiece, 16-token limit)."""
-    from kit.tinybert import write_tiny_bert
+    from kit.tinybert import NAME, write_tiny_bert
 
-    return write_tiny_bert(tmp_path_factory.mktemp("tinybert") / "model")
+    return write_tiny_bert(tmp_path_factory.mktemp("tinybert") / NAME)

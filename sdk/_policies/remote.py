@@ -5,10 +5,13 @@
 1. the client's registry already has it -> done, no request;
 2. ``GET {base_url}/models/{model}/tokenizer`` -> the export (pattern, special tokens,
    template, context length, the rank file's sha256);
-3. the rank file: inline in the export, else from the disk cache (verified against the
-   sha256 on every load; a corrupt file is deleted), else ``GET ranks_url`` (same server
-   only, verified, then cached);
-4. a server without the endpoint (404/405/501..., as llama.cpp, vLLM and hosted APIs answer):
+3. the rank file (or an embedding model's ``tokenizer.json``): inline in the export, else
+   from the disk cache (verified against the sha256 on every load; a corrupt file is
+   deleted), else ``GET ranks_url`` (same server only, verified, then cached);
+4. an export in ``tokenizer.json`` form (``"hf-tokenizers"``, an embedding model's) without
+   the ``tokenizers`` package to read it: an estimate, with a ``TokenCountWarning`` naming
+   the extra (``llm-sdk[hf]``); counts made through the client then ask ``/tokenize``;
+5. a server without the endpoint (404/405/501..., as llama.cpp, vLLM and hosted APIs answer):
    a well-known hosted model name gets its public tiktoken encoding, anything else the best
    estimate, with a ``TokenCountWarning``; both ``exact=False``.
 
@@ -34,6 +37,7 @@ from sdk._protocol.flow import Flow, ReadBody, Send, call_flow, make_status_erro
 from sdk._protocol.options import ClientConfig, RequestOptions
 from sdk._protocol.request import APICall, build_request, model_retrieve_call, tokenize_call
 from sdk.tokens.errors import TokenizerError
+from sdk.tokens.hf import HF_EXTRA, hf_available
 from sdk.tokens.hosted import TokenCountWarning, estimate_tokenizer, hosted_tokenizer
 from sdk.tokens.tokenizer import Tokenizer
 from sdk.types import TokenizerExport
@@ -79,9 +83,11 @@ def _fetch(config: ClientConfig, registry: TokenizerRegistry, model: str) -> Flo
             raise
         return (yield from _without_export(config, model, exc))
 
-    from sdk.tokens.export import check_export, tokenizer_from_export, verify_ranks
+    from sdk.tokens.export import HF_FORMAT, check_export, tokenizer_from_export, verify_ranks
 
     check_export(export)
+    if export.format == HF_FORMAT and not hf_available():
+        return _without_hf(config, model, export)
     if export.ranks is not None:
         ranks_file = export.ranks.encode("utf-8")
     else:
@@ -141,6 +147,20 @@ def _without_export(config: ClientConfig, model: str, exc: Exception) -> Flow[To
         stacklevel=2,
     )
     return estimate_tokenizer(model, context_length=(yield from _context_length(config, model)))
+
+
+def _without_hf(config: ClientConfig, model: str, export: TokenizerExport) -> Tokenizer:
+    """A ``tokenizer.json`` export without the ``tokenizers`` package to read it: an
+    estimate (counts through ``Counter`` then ask the server's ``/tokenize``, exact)."""
+    warnings.warn(
+        f"{model!r} on {config.root_url} exports a tokenizer.json; reading it needs the "
+        f"tokenizers package (pip install '{HF_EXTRA}'). Until then client.count_tokens and "
+        "token budgets ask the server's /tokenize (exact, one request per count), and "
+        "client.tokenizer() estimates (exact=False)",
+        TokenCountWarning,
+        stacklevel=2,
+    )
+    return estimate_tokenizer(model, context_length=export.context_length)
 
 
 def _context_length(config: ClientConfig, model: str) -> Flow[int | None]:

@@ -128,6 +128,9 @@ def embedding_call(
 ) -> tuple[APICall[CreateEmbeddingResponse], RequestOptions]:
     params, options = split_options(kwargs)
     body = _body(EmbeddingRequest, "POST /embeddings", params)
+    # Unless told otherwise, ask for base64 (as openai-python does): ~3.7x fewer bytes than
+    # JSON floats, the same float32 values; parsing decodes it (``types.Embedding``).
+    body.setdefault("encoding_format", "base64")
     return APICall("POST", "/embeddings", CreateEmbeddingResponse.model_validate, body), options
 
 

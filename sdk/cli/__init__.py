@@ -9,8 +9,8 @@ Examples::
     $ python -m sdk count notes.txt                         # 1234 tokens (exact, ...)
 
 The server is ``--base-url`` (env ``LLM_SDK_BASE_URL``, default the SDK's), the key
-``--api-key`` (env ``LLM_SDK_API_KEY``). Without ``--model`` a command uses the first model the
-server lists. Adding a command: a module with ``COMMAND = Command(name, help, add, run)``,
+``--api-key`` (env ``LLM_SDK_API_KEY``). Without ``--model`` a command uses the first chat model
+the server lists. Adding a command: a module with ``COMMAND = Command(name, help, add, run)``,
 listed in ``COMMANDS`` below.
 
 Failure policy (``base.run_main``, shared with ``python -m server_ref``): one ``error: ...``

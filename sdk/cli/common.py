@@ -96,12 +96,16 @@ def make_client(args: argparse.Namespace) -> Client:
 
 
 def pick_model(client: Client, model: str | None) -> str:
+    """``model``, else the first model the server lists that chats (a card without
+    ``capabilities`` may: servers other than ours do not say)."""
     if model:
         return model
     models = client.models.list().data
-    if not models:
-        raise RuntimeError("the server lists no models; pass --model")
-    return models[0].id
+    chat = [m for m in models if m.capabilities is None or "chat" in m.capabilities]
+    if not chat:
+        what = "models" if not models else "chat models"
+        raise RuntimeError(f"the server lists no {what}; pass --model")
+    return chat[0].id
 
 
 def read_text(file: str) -> str:

@@ -8,9 +8,10 @@
   reply schema lives there too; ``tool_reply`` reads replies back, whole or streamed;
   ``schema_rewrite`` closes strict schemas and embeds one schema in another).
 * ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
-  rebuilds it), and rank files cached on disk under their sha256; ``hosted`` — public
-  encodings for hosted model names; estimates, flagged ``exact=False``, for servers that
-  export nothing.
+  rebuilds it), and rank files cached on disk under their sha256; ``hf`` — models exported
+  as a ``tokenizer.json`` (embedding models), read with the optional ``tokenizers`` package;
+  ``hosted`` — public encodings for hosted model names; estimates, flagged ``exact=False``,
+  for servers that export nothing.
 * ``budget`` / ``trim`` — ``TokenBudget``: plan (check, trim) a call against a context window.
 * ``chunking`` — ``chunk_text``: split text on token boundaries.
 
@@ -62,9 +63,11 @@ if TYPE_CHECKING:
         TokenizerError as TokenizerError,
     )
     from sdk.tokens.export import (
+        export_hf_tokenizer as export_hf_tokenizer,
         export_tokenizer as export_tokenizer,
         tokenizer_from_export as tokenizer_from_export,
     )
+    from sdk.tokens.hf import HFTokenizer as HFTokenizer
     from sdk.tokens.hosted import (
         TokenCountWarning as TokenCountWarning,
         estimate_tokenizer as estimate_tokenizer,

@@ -5,6 +5,12 @@ calls :func:`tokenizer_from_export` with the JSON body and the rank file it down
 ends use ``build_encoding`` with the same pattern, ranks and special tokens, so they encode
 identically, placeholder ids for missing bytes included.
 
+Two formats travel in the same body: ``"tiktoken-bpe"`` (a GGUF chat model's byte-level
+BPE: pattern, special tokens, and tiktoken's rank file) and ``"hf-tokenizers"``
+(:func:`export_hf_tokenizer`: an embedding model's ``tokenizer.json``, whose bytes take the
+rank file's place: ``ranks`` / ``ranks_url`` / ``ranks_sha256``; read with the
+``tokenizers`` library, ``sdk.tokens.hf``).
+
     >>> export, ranks_file = export_tokenizer(  # doctest: +SKIP
     ...     model="m", pattern=pat, mergeable_ranks=ranks, special_tokens=specials, n_vocab=n
     ... )
@@ -19,12 +25,15 @@ from collections.abc import Iterable, Mapping
 
 from sdk.tokens.encoding import build_encoding, dump_ranks, parse_ranks
 from sdk.tokens.errors import TokenizerError
-from sdk.tokens.tokenizer import ModelTokenizer
+from sdk.tokens.tokenizer import ModelTokenizer, Tokenizer
 from sdk.types import TokenizerExport
 
 __all__ = [
+    "HF_FORMAT",
     "SUPPORTED_FORMAT",
+    "SUPPORTED_FORMATS",
     "check_export",
+    "export_hf_tokenizer",
     "export_tokenizer",
     "sha256_hex",
     "tokenizer_from_export",
@@ -32,6 +41,8 @@ __all__ = [
 ]
 
 SUPPORTED_FORMAT = "tiktoken-bpe"
+HF_FORMAT = "hf-tokenizers"
+SUPPORTED_FORMATS = (SUPPORTED_FORMAT, HF_FORMAT)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -78,6 +89,29 @@ def export_tokenizer(
     return export, ranks_file
 
 
+def export_hf_tokenizer(
+    *,
+    model: str,
+    tokenizer_json: bytes,
+    special_tokens: Mapping[str, int],
+    n_vocab: int,
+    context_length: int | None = None,
+) -> tuple[TokenizerExport, bytes]:
+    """The export of a ``tokenizer.json`` model (format ``"hf-tokenizers"``) and the file it
+    links: the ``tokenizer.json`` bytes themselves. ``special_tokens`` and ``n_vocab`` are
+    informational (the file has them); ``context_length``: the longest input the model takes.
+    """
+    export = TokenizerExport(
+        model=model,
+        format=HF_FORMAT,
+        special_tokens=dict(special_tokens),
+        n_vocab=n_vocab,
+        ranks_sha256=sha256_hex(tokenizer_json),
+        context_length=context_length,
+    )
+    return export, tokenizer_json
+
+
 def check_export(export: TokenizerExport) -> None:
     """Refuse an export this client cannot use, before downloading anything more."""
     _check_format(export)
@@ -86,11 +120,13 @@ def check_export(export: TokenizerExport) -> None:
 
 
 def _check_format(export: TokenizerExport) -> None:
-    if export.format != SUPPORTED_FORMAT:
+    if export.format not in SUPPORTED_FORMATS:
         raise TokenizerError(
             f"tokenizer format {export.format!r} of {export.model!r} is not supported "
-            f"(this client reads {SUPPORTED_FORMAT!r})"
+            f"(this client reads {' and '.join(map(repr, SUPPORTED_FORMATS))})"
         )
+    if export.format == SUPPORTED_FORMAT and not export.pattern:
+        raise TokenizerError(f"the {SUPPORTED_FORMAT} export of {export.model!r} has no pattern")
     if not _SHA256_HEX.fullmatch(export.ranks_sha256):
         raise TokenizerError(f"ranks_sha256 {export.ranks_sha256!r} is not a hex sha256")
     if export.context_length is not None and export.context_length <= 0:
@@ -109,12 +145,18 @@ def verify_ranks(export: TokenizerExport, ranks_file: bytes) -> None:
 
 def tokenizer_from_export(
     export: TokenizerExport, ranks_file: bytes, *, model: str | None = None
-) -> ModelTokenizer:
-    """Rebuild the exact tokenizer from an export and its (sha256-verified) rank file."""
+) -> Tokenizer:
+    """Rebuild the exact tokenizer from an export and its (sha256-verified) rank file: a
+    ``ModelTokenizer``, or for ``"hf-tokenizers"`` an ``HFTokenizer`` (which needs the
+    ``tokenizers`` package: ``TokenizerError`` naming the extra without it)."""
     _check_format(export)
     verify_ranks(export, ranks_file)
-    ranks = parse_ranks(ranks_file)
     name = model or export.model
+    if export.format == HF_FORMAT:
+        from sdk.tokens.hf import HFTokenizer
+
+        return HFTokenizer.from_json(ranks_file, model=name, context_length=export.context_length)
+    ranks = parse_ranks(ranks_file)
     encoding = build_encoding(f"export-{name}", export.pattern, ranks, dict(export.special_tokens))
     unknown = set(export.user_defined_tokens) - set(export.special_tokens)
     if unknown:

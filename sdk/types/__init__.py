@@ -91,6 +91,8 @@ from .embedding import (
     EmbeddingCreateParams,
     EmbeddingRequest,
     EmbeddingUsage,
+    EncodingFormat,
+    decode_base64_embedding,
 )
 from .error import (
     ErrorObject,
@@ -98,7 +100,7 @@ from .error import (
 )
 from .model import (
     Model,
-    ModelCapabilities,
+    ModelFeatures,
     ModelList,
 )
 from .parsed import (
@@ -258,6 +260,7 @@ __all__ = [
     "EmbeddingCreateParams",
     "EmbeddingRequest",
     "EmbeddingUsage",
+    "EncodingFormat",
     "ErrorObject",
     "ErrorResponse",
     "FileContentPart",
@@ -282,7 +285,7 @@ __all__ = [
     "JSONSchema",
     "JSONSchemaParam",
     "Model",
-    "ModelCapabilities",
+    "ModelFeatures",
     "ModelList",
     "NamedTool",
     "NamedToolParam",
@@ -324,4 +327,5 @@ __all__ = [
     "TokenizerExport",
     "TopLogprob",
     "URLCitation",
+    "decode_base64_embedding",
 ]

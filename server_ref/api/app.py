@@ -13,6 +13,7 @@ Request path, outermost first::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -20,7 +21,13 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server_ref.api import routes_chat, routes_completions, routes_misc, routes_tokenizer
+from server_ref.api import (
+    routes_chat,
+    routes_completions,
+    routes_embeddings,
+    routes_misc,
+    routes_tokenizer,
+)
 from server_ref.api.auth import APIKeyMiddleware
 from server_ref.api.errors import install_error_handlers
 from server_ref.api.metrics import Metrics
@@ -28,6 +35,9 @@ from server_ref.api.middleware import BodyLimitMiddleware, RequestContextMiddlew
 from server_ref.api.openapi import install_openapi
 from server_ref.api.state import ServerState
 from server_ref.engine.types import EngineClient
+
+if TYPE_CHECKING:
+    from server_ref.engine.embedder import Embedder
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # A whole body of the maximum size at 70 KB/s (a poor mobile uplink) still arrives in time.
@@ -45,8 +55,10 @@ def create_app(
     retry_after: float = 1.0,
     enable_web: bool = True,
     web_dir: Path | None = None,
+    embedder: Embedder | None = None,
 ) -> FastAPI:
-    """The OpenAI-compatible HTTP app serving ``engine``.
+    """The OpenAI-compatible HTTP app serving ``engine`` (and ``embedder``, a started
+    ``engine.embedder.Embedder``, at ``/v1/embeddings``).
 
     ``served_model_name`` defaults to the engine's model id; requests may name either.
     ``retry_after`` is the least ``Retry-After`` (seconds) sent with a 429 (and a 503 when the
@@ -59,6 +71,8 @@ def create_app(
     >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
     """
     name = served_model_name or engine.model_info.id
+    if embedder is not None and embedder.info.id in (name, engine.model_info.id):
+        raise ValueError(f"the chat and the embedding model are both named {name!r}")
     app = FastAPI(
         title="server_ref",
         description="OpenAI-compatible reference server of llm-sdk.",
@@ -69,12 +83,14 @@ def create_app(
         metrics=Metrics(engine.stats, name),
         served_model_name=name,
         retry_after=retry_after,
+        embedder=embedder,
     )
     install_error_handlers(app)
     app.include_router(routes_tokenizer.router)  # before routes_misc's /v1/models/{id:path}
     app.include_router(routes_misc.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_completions.router)
+    app.include_router(routes_embeddings.router)
     install_openapi(app, api_key=bool(api_key))
 
     static = web_dir if web_dir is not None else STATIC_DIR

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from sdk.tokens import template_uses_tools
-from sdk.types import DetokenizeResponse, Model, ModelCapabilities, ModelList, TokenizeResponse
+from sdk.types import DetokenizeResponse, Model, ModelFeatures, ModelList, TokenizeResponse
+from server_ref.api import embedding_model
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
 from server_ref.api.openapi import errors, request_body
@@ -36,7 +37,7 @@ def _model_card(state: ServerState) -> Model:
     tool_format = None  # no chat template: no chat, no tools
     if template is not None:
         tool_format = "template" if template_uses_tools(template) else "generic"
-    capabilities = ModelCapabilities(
+    features = ModelFeatures(
         input_modalities=["text"],
         output_modalities=["text"],
         tools=template is not None,
@@ -48,14 +49,18 @@ def _model_card(state: ServerState) -> Model:
         created=info.created,
         owned_by=info.owned_by,
         max_model_len=info.context_length,
-        capabilities=capabilities,
+        capabilities=["chat", "completions"],
+        features=features,
     )
 
 
 @router.get("/v1/models", tags=["openai"], response_model=ModelList)
 async def list_models(request: Request) -> JSONResponse:
-    body = ModelList(data=[_model_card(get_state(request))])
-    return JSONResponse(body.model_dump(mode="json"))
+    state = get_state(request)
+    cards = [_model_card(state)]
+    if state.embedder is not None:
+        cards.append(embedding_model.card(state.embedder))
+    return JSONResponse(ModelList(data=cards).model_dump(mode="json"))
 
 
 @router.get(
@@ -63,6 +68,8 @@ async def list_models(request: Request) -> JSONResponse:
 )
 async def retrieve_model(model_id: ModelPath, request: Request) -> JSONResponse:
     state = get_state(request)
+    if (embedder := state.embedder_named(model_id)) is not None:
+        return JSONResponse(embedding_model.card(embedder).model_dump(mode="json"))
     state.check_model(model_id)
     return JSONResponse(_model_card(state).model_dump(mode="json"))
 
@@ -78,6 +85,9 @@ async def retrieve_model(model_id: ModelPath, request: Request) -> JSONResponse:
 async def tokenize(request: Request) -> JSONResponse:
     state = get_state(request)
     req = await parse_body(request, ServerTokenizeRequest)
+    if (embedder := state.embedder_named(req.model)) is not None:
+        body = embedding_model.tokenize(embedder, req)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True))
     state.check_model(req.model)
     tokenizer = state.engine.tokenizer
     if req.messages is not None:
@@ -115,6 +125,8 @@ async def tokenize(request: Request) -> JSONResponse:
 async def detokenize(request: Request) -> JSONResponse:
     state = get_state(request)
     req = await parse_body(request, ServerDetokenizeRequest)
+    if (embedder := state.embedder_named(req.model)) is not None:
+        return JSONResponse(embedding_model.detokenize(embedder, req).model_dump())
     state.check_model(req.model)
     state.check_token_ids(req.tokens, param="tokens")
     try:
@@ -127,12 +139,12 @@ async def detokenize(request: Request) -> JSONResponse:
 @router.get(
     "/health",
     tags=["ops"],
-    summary="200 when the model is loaded and the engine runs, else 503",
+    summary="200 when the models are loaded and the engines run, else 503",
     response_model=Health,
 )
 async def health(request: Request) -> JSONResponse:
-    if not get_state(request).engine.is_ready():
-        raise ServiceUnavailableError("The model is loading or the engine is not running.")
+    if not get_state(request).is_ready():
+        raise ServiceUnavailableError("A model is loading or an engine is not running.")
     return JSONResponse({"status": "ok"})
 
 

@@ -8,6 +8,8 @@ with their sha256, or inlined with ``?ranks=inline``. Both are built once per to
 
 An engine whose tokenizer is not a byte-level BPE vocabulary (the test suite's fake engine)
 answers 404, as a server without this extension would, and clients fall back to estimates.
+The embedding model's export (format ``"hf-tokenizers"``, its ``tokenizer.json`` in the rank
+file's place) comes from ``embedding_model``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from sdk.tokens import export_tokenizer
 from sdk.types import TokenizerExport
+from server_ref.api import embedding_model
 from server_ref.api.errors import NotFoundError
 from server_ref.api.openapi import errors
 from server_ref.api.schemas import ModelPath
@@ -95,11 +98,14 @@ _ETAG = {"description": "The rank file's sha256, quoted.", "schema": {"type": "s
 
 @router.get(
     "/v1/models/{model_id:path}/tokenizer/ranks",
-    summary="The model's mergeable ranks in tiktoken's file format",
+    summary="The model's mergeable ranks in tiktoken's file format (or its tokenizer.json)",
     response_class=PlainTextResponse,
     responses={
         200: {
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
             "headers": {"ETag": {**_ETAG, "required": True}},
         },
         304: {"description": "If-None-Match named this file's ETag", "headers": {"ETag": _ETAG}},
@@ -112,6 +118,8 @@ async def tokenizer_ranks(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     state = get_state(request)
+    if (embedder := state.embedder_named(model_id)) is not None:  # its tokenizer.json
+        return embedding_model.tokenizer_file(embedder, request.headers.get("if-none-match"))
     state.check_model(model_id)
     export, ranks_file = _export(state)
     etag = f'"{export.ranks_sha256}"'
@@ -136,6 +144,9 @@ async def tokenizer_export(
     tokenizer_not_exportable), as on a server without this extension.
     """
     state = get_state(request)
+    if (embedder := state.embedder_named(model_id)) is not None:
+        body = embedding_model.export(embedder, inline=ranks == "inline", ranks_path=RANKS_PATH)
+        return JSONResponse(body.model_dump(mode="json"))
     state.check_model(model_id)
     export, ranks_file = _export(state)
     if ranks == "inline":

@@ -1,7 +1,8 @@
-"""The server's lifecycle: bind, load the model in the background, serve, drain, stop.
+"""The server's lifecycle: bind, load the models in the background, serve, drain, stop.
 
 ``serve`` binds the port at once and answers 503 (``readiness.DeferredApp``) while a thread
-loads or pulls the model, then hands every request to the real app.
+loads or pulls the chat model and then the embedding model, then hands every request to
+the real app.
 
 SIGTERM or SIGINT starts a drain (as a load balancer or Kubernetes expects of a replica):
 
@@ -27,7 +28,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -37,6 +37,7 @@ from server_ref.api.connections import ConnectionLimits, uvicorn_options
 from server_ref.api.readiness import DeferredApp
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
+from server_ref.engine.embedder import Embedder
 from server_ref.loading import registry
 
 
@@ -57,6 +58,9 @@ class ServeOptions:
     # the process exit, inside Kubernetes' default grace period of 30 s before its SIGKILL.
     drain_timeout_s: float = 25.0
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # a known embedding model (pulled on first use), a sentence-transformers folder, or None
+    embedding_model: str | None = registry.DEFAULT_EMBEDDING_MODEL
+    embedding_progress: registry.Progress | None = None
 
 
 def serve(options: ServeOptions) -> None:
@@ -64,9 +68,9 @@ def serve(options: ServeOptions) -> None:
 
     >>> serve(ServeOptions("smollm2-135m-instruct", port=8000))  # doctest: +SKIP
     """
-    model = options.model
-    if model not in registry.MODELS and not Path(model).is_file():
-        registry.resolve_model(model)  # raises the one-line "unknown model" error before binding
+    _check_name(options.model, "chat")
+    if options.embedding_model is not None:
+        _check_name(options.embedding_model, "embedding")
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     server = EngineServer(options)
     threading.Thread(target=server.load, name="model-loader", daemon=True).start()
@@ -75,6 +79,8 @@ def serve(options: ServeOptions) -> None:
     finally:
         if server.engine is not None:
             server.engine.shutdown()
+        if server.embedder is not None:
+            server.embedder.shutdown()
     if server.failure is not None:
         raise server.failure
 
@@ -82,6 +88,14 @@ def serve(options: ServeOptions) -> None:
 log = logging.getLogger("server_ref.serve")
 
 FLUSH_S = 1.0  # after the drain deadline: time for the stopped requests' last bytes
+
+
+def _check_name(name: str, kind: registry.ModelKind) -> None:
+    """An unknown name, or a model of the other kind, is a one-line error before binding
+    (a local file or folder passes; a known name is pulled later, by the loader)."""
+    spec = registry.MODELS.get(name)
+    if spec is None or spec.kind != kind:
+        registry.resolve_model(name, kind=kind)
 
 
 class EngineServer(uvicorn.Server):
@@ -104,6 +118,7 @@ class EngineServer(uvicorn.Server):
             )
         )
         self.engine: AsyncEngine | None = None
+        self.embedder: Embedder | None = None
         self.failure: BaseException | None = None  # what load raised, for serve to re-raise
         self._drain_deadline: float | None = None  # time.monotonic() of the deadline
         self._stopped_at: float | None = None  # when the engine stopped what was left
@@ -117,17 +132,23 @@ class EngineServer(uvicorn.Server):
             )
             engine.start()
             self.engine = engine
+            if options.embedding_model is not None:
+                self.gate.status = "loading the embedding model"
+                self.embedder = _load_embedder(options)
+                self.embedder.start()
             self.gate.app = create_app(
                 engine,
                 api_key=options.api_key,
                 served_model_name=options.served_model_name,
                 enable_web=options.enable_web,
+                embedder=self.embedder,
             )
             info = engine.model_info
             print(
                 f"serving {info.id} ({info.extra.get('device')}, {info.extra.get('dtype')} "
                 f"with {info.extra.get('matmul_dtype')} matmuls, "
-                f"context {info.context_length}) on http://{options.host}:{options.port}",
+                f"context {info.context_length}){_embedding_line(self.embedder)} "
+                f"on http://{options.host}:{options.port}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -172,4 +193,27 @@ class EngineServer(uvicorn.Server):
         # before uvicorn closes the connections.
         if self.engine is not None:
             await asyncio.to_thread(self.engine.shutdown)
+        if self.embedder is not None:
+            await asyncio.to_thread(self.embedder.shutdown)
         await super().shutdown(sockets)
+
+
+def _load_embedder(options: ServeOptions) -> Embedder:
+    """The embedding model of ``options``, built (pulled on first use), not started."""
+    from server_ref.engine.build_embedder import build_embedder
+
+    name = options.embedding_model
+    assert name is not None
+    folder = registry.resolve_model(name, kind="embedding", progress=options.embedding_progress)
+    model_id = name if name in registry.MODELS else folder.name
+    return build_embedder(folder, model_id=model_id, device=options.engine.device)
+
+
+def _embedding_line(embedder: Embedder | None) -> str:
+    if embedder is None:
+        return ""
+    info, extra = embedder.info, embedder.info.extra or {}
+    return (
+        f" and {info.id} ({extra.get('device')}, {extra.get('dtype')}, "
+        f"{info.dimensions} dimensions, {info.max_tokens} tokens per input)"
+    )

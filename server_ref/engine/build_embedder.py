@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -74,5 +75,6 @@ def build_embedder(
         vocab_size=model.cfg.vocab_size,
         matryoshka_dims=sentence.matryoshka_dims,
         extra={"device": str(dev), "dtype": str(dt).removeprefix("torch.")},
+        created=int(time.time()),
     )
     return Embedder(model, tokenizer, info, limits)

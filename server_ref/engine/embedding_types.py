@@ -25,6 +25,7 @@ inside::
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -143,6 +144,7 @@ class EmbeddingModelInfo:
     vocab_size: int  # token ids must be below it
     matryoshka_dims: tuple[int, ...] = ()  # widths ``dimensions`` may ask for besides the full one
     extra: dict[str, object] | None = None  # device, dtype: informational
+    created: int = 0  # unix time it was loaded (the model card's ``created``)
 
 
 @dataclass(frozen=True)
@@ -172,8 +174,18 @@ class EmbeddingResult:
     def as_base64(self) -> list[str]:
         """``encoding_format="base64"``: each vector's little-endian float32 bytes, base64
         (what openai-python decodes with ``np.frombuffer(..., dtype="float32")``)."""
+        return [str(row) for row in self.encoded("base64")]
+
+    def encoded(self, encoding_format: str | None) -> Iterator[list[float] | str]:
+        """The vectors one at a time in ``encoding_format`` (``"base64"``, else floats): a
+        response can be written in pieces, never holding the GIL for all of it at once."""
         data = self.vectors.astype("<f4", copy=False)
-        return [base64.b64encode(row.tobytes()).decode("ascii") for row in data]
+        for row in data:
+            if encoding_format == "base64":
+                yield base64.b64encode(row.tobytes()).decode("ascii")
+            else:
+                floats: list[float] = row.tolist()
+                yield floats
 
 
 def split_inputs(value: Any) -> list[str] | list[list[int]]:

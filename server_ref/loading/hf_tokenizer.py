@@ -1,5 +1,9 @@
 """A ``tokenizer.json`` read as it is by the ``tokenizers`` library (WordPiece for BERT models).
 
+The file is read by ``sdk.tokens.hf.load_tokenizer_json``, the code a client's exported
+copy is read with (``GET /v1/models/{id}/tokenizer``, format ``"hf-tokenizers"``), so both
+ends count the same tokens.
+
 The file describes the whole pipeline (BERT's normaliser: lower-casing, accent stripping,
 spaces around CJK characters; the pre-tokeniser; WordPiece; the ``[CLS] ... [SEP]``
 template), so nothing of it is re-implemented here. Two settings in the file are ignored on
@@ -23,6 +27,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from sdk.tokens.errors import TokenizerError
+from sdk.tokens.hf import load_tokenizer_json
 from server_ref.loading.bert_weights import ModelFilesError
 
 __all__ = ["Encoded", "HFTokenizer"]
@@ -49,7 +55,7 @@ class HFTokenizer:
     (``source``), so the server can hand clients the exact tokenizer."""
 
     def __init__(self, tokenizer: Tokenizer, source: bytes, max_tokens: int) -> None:
-        tokenizer.no_padding()
+        tokenizer.no_padding()  # load_tokenizer_json did; a Tokenizer passed in may not have
         tokenizer.no_truncation()
         self._tok = tokenizer
         self.source = source
@@ -68,10 +74,16 @@ class HFTokenizer:
         except FileNotFoundError:
             raise ModelFilesError(f"{Path(path).name} is missing from the model folder") from None
         try:
-            tokenizer = Tokenizer.from_str(source.decode("utf-8"))
-        except Exception as exc:  # bad UTF-8, or the bare Exception tokenizers raises
-            raise ModelFilesError(f"{Path(path).name} cannot be read: {exc}") from exc
+            tokenizer = load_tokenizer_json(source)
+        except TokenizerError as exc:
+            raise ModelFilesError(f"{Path(path).name}: {exc}") from exc
         return cls(tokenizer, source, max_tokens)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """The special tokens' text and ids (``{"[CLS]": 101, ...}``), for the export."""
+        added = self._tok.get_added_tokens_decoder()
+        return {token.content: i for i, token in sorted(added.items()) if token.special}
 
     def encode_batch(self, texts: Sequence[str]) -> list[Encoded]:
         """Tokenize ``texts`` (in parallel, in the library), each truncated to ``max_tokens``."""
@@ -85,9 +97,9 @@ class HFTokenizer:
             out.append(Encoded(ids, n_tokens))
         return out
 
-    def encode(self, text: str) -> list[int]:
-        """The whole text's ids, special tokens included, not truncated."""
-        return list(self._tok.encode(text, add_special_tokens=True).ids)
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """The whole text's ids, not truncated; special tokens included unless asked not to."""
+        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def count(self, text: str) -> int:
         """Tokens of ``text`` as the model would see it untruncated ([CLS] and [SEP] count)."""

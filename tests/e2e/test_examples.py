@@ -1,15 +1,17 @@
-"""Every program in ``examples/`` runs as a subprocess against the real default model.
+"""Every program in ``examples/`` runs as a subprocess against the real default models.
 
-One ``python -m server_ref serve`` process serves all of them (module scope). Its window is
-capped at 1024 tokens so that ``fit_long_conversation.py`` overflows it with a short
-conversation and the prefills stay cheap on a CPU. Answers are greedy (temperature 0), so
-checks on their content (Paris) are stable.
+One ``python -m server_ref serve`` process serves all of them (module scope): the default chat
+model and the default embedding model. Its window is capped at 1024 tokens so that
+``fit_long_conversation.py`` overflows it with a short conversation, ``retrieval_qa.py`` can
+pack only part of its corpus, and the prefills stay cheap on a CPU. Answers are greedy
+(temperature 0), so checks on their content (Paris) are stable.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,6 +68,7 @@ def test_every_example_has_a_docstring_that_says_how_to_run_it() -> None:
         "fit_long_conversation.py",
         "quickstart.py",
         "retries_and_timeouts.py",
+        "retrieval_qa.py",
         "tool_loop.py",
     ]
     for name in names:
@@ -120,6 +123,33 @@ def test_tool_loop(server: LiveServer) -> None:
     answer = _between(out, "A: ", "\n")
     assert "16.09" in answer and "tool_calls" not in answer
     assert "(1 round of tool calls, 4 messages)" in out
+
+
+def test_retrieval_qa_finds_the_passage_and_answers_from_it(server: LiveServer) -> None:
+    out = run_example(server, "retrieval_qa.py")
+
+    assert "embedded 37 passages with all-minilm-l6-v2" in out
+    # the passage about the embedding model (the corpus's 13th) is the most similar
+    assert _between(out, "retrieved: ", " ") == "[13]"
+    kept, candidates = map(int, _between(out, "packed ", " passages").split(" of "))
+    assert 1 <= kept == candidates <= 8  # a few relevant passages: all of them fit
+    answer = _between(out, "answer: ", "\n")
+    assert len(answer.split()) > 3
+    assert ": the same count" in out  # the server's prompt_tokens equal the local count
+
+
+def test_retrieval_qa_packs_only_what_fits_the_window(server: LiveServer) -> None:
+    # every passage is a candidate (about 2,300 tokens): far more than the 1024-token window
+    out = run_example(
+        server, "retrieval_qa.py", "--top-k", "37", "--min-score", "-1", "--max-tokens", "300"
+    )
+
+    packed = re.search(r"packed (\d+) of (\d+) passages .*: (\d+) prompt tokens", out)
+    assert packed is not None, out
+    kept, candidates, prompt_tokens = map(int, packed.groups())
+    assert candidates == 37 and 1 < kept < candidates
+    assert prompt_tokens + 300 <= CONTEXT
+    assert ": the same count" in out  # never an overflow: the server took it and agreed
 
 
 def _between(text: str, start: str, end: str) -> str:

@@ -193,8 +193,8 @@ async def test_bad_input_is_a_400_naming_the_field_and_the_server_stays_healthy(
                             "messages": ASK, "max_tokens": 4})  # fmt: skip
         assert r.status_code == 200
         card = (await http.get(f"/v1/models/{default_model_id}")).json()
-    assert card["capabilities"]["tools"] and card["capabilities"]["tool_format"] == "generic"
-    assert card["capabilities"]["input_modalities"] == ["text"]
+    assert card["features"]["tools"] and card["features"]["tool_format"] == "generic"
+    assert card["features"]["input_modalities"] == ["text"]
     with pytest.raises(openai.BadRequestError, match="text only"):
         openai.OpenAI(
             base_url=f"{default_server.base_url}/v1", api_key="x"

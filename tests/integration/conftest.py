@@ -1,4 +1,5 @@
-"""Integration fixtures: real ``server_ref serve`` processes over the tiny random-weight model.
+"""Integration fixtures: real ``server_ref serve`` processes over the tiny random-weight models
+(a Llama GGUF for chat, a BERT folder for embeddings: the server serves both, as by default).
 
 ``tiny_server`` is one server shared by the whole session (most tests only need a server
 that is idle when they start, which each test leaves behind). Tests that need special flags
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from kit.live_clients import MODES, OpenAICalls
 from kit.live_server import TINY_ENV, LiveServer, ServerFactory, live_server
+from kit.tinybert import NAME as TINY_EMBEDDING
 
 # 16 MiB of KV cache is 512 blocks of 16 tokens for the tiny model: room for every test here,
 # and small enough that a leaked block shows in the usage gauge.
@@ -23,12 +25,17 @@ TINY_ARGS = ("--device", "cpu", "--kv-cache-mib", "16")
 
 
 @pytest.fixture(scope="session")
-def tiny_server_factory(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> ServerFactory:
-    """``with tiny_server_factory(*flags) as server:`` a healthy server on the tiny model."""
+def tiny_server_factory(
+    tiny_gguf: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ServerFactory:
+    """``with tiny_server_factory(*flags) as server:`` a healthy server on the tiny models
+    (``--embedding-model none`` in ``flags``: the chat model alone)."""
+    assert tiny_bert.name == TINY_EMBEDDING
     log_dir = tmp_path_factory.mktemp("server-logs")
 
     def factory(*flags: str) -> AbstractContextManager[LiveServer]:
-        args = ["--model", str(tiny_gguf), *TINY_ARGS, *flags]
+        args = ["--model", str(tiny_gguf), "--embedding-model", str(tiny_bert), *TINY_ARGS]
+        args += flags
         return live_server(args, log_dir=log_dir, env=TINY_ENV)
 
     return factory
@@ -48,9 +55,11 @@ def base_url(tiny_server: LiveServer) -> str:
 
 @pytest.fixture(scope="session")
 def model_id(tiny_server: LiveServer) -> str:
-    """The id the server reports in ``/v1/models`` (the tiny GGUF's file stem)."""
+    """The chat model's id in ``/v1/models`` (the tiny GGUF's file stem); the embedding
+    model is listed after it."""
     data = httpx.get(f"{tiny_server.base_url}/v1/models").json()["data"]
-    assert len(data) == 1, data
+    assert [m["capabilities"] for m in data] == [["chat", "completions"], ["embeddings"]], data
+    assert data[1]["id"] == TINY_EMBEDDING
     return str(data[0]["id"])
 
 

@@ -80,7 +80,7 @@ async def test_api_routes_need_the_key(
 async def test_key_opens_the_api(http: httpx.AsyncClient) -> None:
     r = await http.get("/v1/models")
     assert r.status_code == 200, r.text
-    assert len(r.json()["data"]) == 1
+    assert len(r.json()["data"]) == 2  # the chat and the embedding model
 
 
 async def test_openai_client_with_wrong_key(small_server: LiveServer, mode: str) -> None:

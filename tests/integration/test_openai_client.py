@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 from kit.live_clients import OpenAICalls, outcome, request_args
+from kit.tinybert import NAME as TINY_EMBEDDING
 
 KINDS = ("chat", "completion")
 PROMPT = "The quick brown fox jumps over the lazy dog"
@@ -31,7 +32,7 @@ async def run(api: OpenAICalls, kind: str, model: str, **kwargs: Any) -> Any:
 
 
 async def test_models_list(api: OpenAICalls, model_id: str) -> None:
-    assert await api.list_models() == [model_id]
+    assert await api.list_models() == [model_id, TINY_EMBEDDING]
 
 
 async def test_stream_equals_non_stream(api: OpenAICalls, kind: str, model_id: str) -> None:

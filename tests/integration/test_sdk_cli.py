@@ -18,6 +18,7 @@ import httpx
 import pytest
 from kit.live_clients import FINISHED, parse_series
 from kit.live_server import REPO_ROOT, free_port
+from kit.tinybert import NAME as TINY_EMBEDDING
 
 USAGE = re.compile(r"^\[usage\] prompt_tokens=(\d+) completion_tokens=(\d+)$", re.MULTILINE)
 RUN_TIMEOUT_S = 120.0
@@ -63,7 +64,8 @@ def aborted(base_url: str) -> float:
 def test_models_prints_the_served_ids(base_url: str, model_id: str) -> None:
     result = run_cli(base_url, "models")
 
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"{model_id}\n", "")
+    expected = f"{model_id}\n{TINY_EMBEDDING}\n"
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
 
 
 def test_chat_keeps_history_and_reset_forgets_it(base_url: str) -> None:
@@ -164,7 +166,7 @@ def test_global_options_work_before_and_after_the_command(base_url: str, model_i
     before = run_cli(None, "--base-url", url, "models")
     after = run_cli(None, "models", "--base-url", url)
 
-    assert before.stdout == after.stdout == f"{model_id}\n"
+    assert before.stdout == after.stdout == f"{model_id}\n{TINY_EMBEDDING}\n"
 
 
 @pytest.mark.parametrize(

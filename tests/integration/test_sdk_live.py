@@ -21,6 +21,7 @@ import httpx
 import pytest
 from kit.live_clients import RUNNING, WAITING, finished_count, wait_for_metrics
 from kit.live_server import LiveServer, free_port
+from kit.tinybert import NAME as TINY_EMBEDDING
 
 import sdk
 from sdk.types import ChatCompletion, ChatCompletionChunk, Completion, ModelList
@@ -117,7 +118,7 @@ async def client(mode: str, base_url: str) -> AsyncIterator[Client]:
 async def test_models_list(client: Client, model_id: str) -> None:
     models = await resolve(client.models.list())
     assert isinstance(models, ModelList)
-    assert [m.id for m in models.data] == [model_id]
+    assert [m.id for m in models.data] == [model_id, TINY_EMBEDDING]
     model = await resolve(client.models.retrieve(model_id))
     assert model.id == model_id
 
@@ -371,7 +372,7 @@ async def test_api_key_is_required(
         assert API_KEY not in str(info.value) and (key is None or key not in str(info.value))
         good = client.with_options(api_key=API_KEY)
         models = await resolve(good.models.list())
-        assert [m.id for m in models.data] == [model_id]
+        assert [m.id for m in models.data] == [model_id, TINY_EMBEDDING]
     finally:
         await close_client(client)
 

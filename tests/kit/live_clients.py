@@ -65,6 +65,10 @@ class OpenAICalls:
             return list(result)
         return result
 
+    async def embed(self, **kwargs: Any) -> Any:
+        """``embeddings.create``."""
+        return await self._call(self.client.embeddings.create, **kwargs)
+
     async def list_models(self) -> list[str]:
         page = await self._call(self.client.models.list)
         return [m.id for m in page.data]

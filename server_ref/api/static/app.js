@@ -189,8 +189,10 @@
       }
       if (!response.ok) throw await errorFromResponse(response);
       const body = await response.json().catch(() => null);
-      const model = body && Array.isArray(body.data) ? body.data[0] : undefined;
-      if (!model) throw new ChatError("No model", "The server lists no models.");
+      const models = body && Array.isArray(body.data) ? body.data : [];
+      // the first model that chats (the embedding model is listed too, with its capabilities)
+      const model = models.find((m) => !Array.isArray(m.capabilities) || m.capabilities.includes("chat"));
+      if (!model) throw new ChatError("No model", "The server lists no chat model.");
       if (request !== state.modelRequest) return;
       state.modelId = model.id;
       if (Number.isInteger(model.max_model_len)) el.maxTokens.max = String(model.max_model_len);

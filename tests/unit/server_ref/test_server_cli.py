@@ -141,3 +141,36 @@ def test_traceback_flag_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(registry.DownloadError):
         cli.main(["--traceback", "boom"])
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("no-such-embedder", "'no-such-embedder' is neither a sentence-transformers folder"),
+        (registry.DEFAULT_MODEL, "(it is a chat model)"),
+    ],
+)
+def test_serve_refuses_a_bad_embedding_model_before_binding(name: str, text: str) -> None:
+    proc = _run_module("serve", "--embedding-model", name, "--port", "1")
+
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert text in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [([], registry.DEFAULT_EMBEDDING_MODEL), (["--embedding-model", "none"], None)],
+)
+def test_serve_passes_the_embedding_model_on(
+    monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: str | None
+) -> None:
+    from server_ref.api import serve
+
+    seen: list[serve.ServeOptions] = []
+    monkeypatch.setattr(serve, "serve", seen.append)
+
+    assert cli.main(["serve", *flag]) == 0
+    assert seen[0].embedding_model == expected
+    assert seen[0].model == registry.DEFAULT_MODEL

@@ -146,6 +146,35 @@ def test_count_falls_back_to_the_servers_tokenize(run: Any) -> None:
     assert server.bodies("/tokenize") == [{"model": "m2", "prompt": "three tokens here"}]
 
 
+@pytest.mark.parametrize(
+    ("cards", "expected"),
+    [
+        ([{"id": "e", "capabilities": ["embeddings"]}, {"id": "c"}], "c"),
+        ([{"id": "e", "capabilities": ["embeddings"]}, {"id": "c", "capabilities": ["chat"]}], "c"),
+        ([{"id": "e", "capabilities": ["embeddings"]}], None),
+    ],
+    ids=["unlabelled", "labelled", "none"],
+)
+def test_the_default_model_is_the_first_that_chats(
+    run: Any, cards: list[dict[str, Any]], expected: str | None
+) -> None:
+    server = Server(
+        {
+            "GET /v1/models": lambda r: httpx.Response(200, json={"data": cards}),
+            "POST /v1/completions": lambda r: httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse()
+            ),
+        }
+    )
+
+    status, _, err = run(server, "complete", "Hi")
+
+    if expected is None:
+        assert (status, err) == (1, "error: the server lists no chat models; pass --model\n")
+    else:
+        assert status == 0 and server.bodies("/v1/completions")[0]["model"] == expected
+
+
 def test_models_long_listing(run: Any) -> None:
     server = Server(
         {

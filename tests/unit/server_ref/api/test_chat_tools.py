@@ -309,7 +309,7 @@ async def test_tokenize_counts_a_chat_with_tools_as_the_chat_renders_it(
 
 async def test_the_model_card_says_what_the_model_supports(client: httpx.AsyncClient) -> None:
     card = (await client.get("/v1/models/fake-model")).json()
-    assert card["capabilities"] == {
+    assert card["features"] == {
         "input_modalities": ["text"],
         "output_modalities": ["text"],
         "tools": True,
@@ -350,4 +350,4 @@ async def test_a_template_that_renders_tools_gets_them_and_the_same_reply_gramma
     spec = constraint_of(engine)
     assert spec is not None and "tool_calls" in json.loads(spec.source)["properties"]
     card = (await client.get("/v1/models/fake-model")).json()
-    assert card["capabilities"]["tool_format"] == "template"
+    assert card["features"]["tool_format"] == "template"
