@@ -15,9 +15,11 @@ import jsonschema
 import pytest
 import torch
 from kit.fake_engine import IM_END, ByteTokenizer
+from kit.faults import Faults
 
 from server_ref.engine.constraints import GrammarCompiler
 from server_ref.engine.engine import LLMEngine
+from server_ref.engine.faults import INTERNAL_ERROR
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.scheduler import ScheduledSeq, Scheduler
 from server_ref.engine.types import ConstraintError, ConstraintSpec, ModelInfo, SamplingParams
@@ -124,6 +126,33 @@ def test_a_token_the_grammar_rejects_fails_that_request_alone(
     assert error is not None and "the grammar rejected token" in error
     assert results["good"][1] == "stop"
     assert engine._matchers == {}
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_grammar_mask_that_fails_fails_that_request_alone(after: int) -> None:
+    """The batched fill raises; each matcher is filled on its own and only the faulty
+    request ends, with the others' tokens the same as without the fault."""
+    requests = {f"r{i}": [1, 2, i] for i in range(3)}
+    params = SamplingParams(max_tokens=150, temperature=0.0, constraint=SPEC)
+    free = SamplingParams(max_tokens=20, temperature=0.0)
+    clean = make_engine()
+    for rid, prompt in requests.items():
+        clean.add_request(rid, prompt, params)
+    clean.add_request("free", [9], free)
+    expected = run(clean)
+    engine = make_engine()
+    for rid, prompt in requests.items():
+        engine.add_request(rid, prompt, params)
+    engine.add_request("free", [9], free)
+    faults = Faults()
+    faults.add("grammar", "r1", after=after)
+    engine.faults = faults
+    results = run(engine)
+    tokens, reason, error = results.pop("r1")
+    assert reason == "error" and error == INTERNAL_ERROR.format(request_id="r1")
+    assert len(tokens) == after  # its first `after` masks were filled in the batch
+    assert results == {rid: expected[rid] for rid in results}
+    assert engine._matchers == {} and not engine.has_work()
 
 
 def test_an_aborted_request_frees_its_matcher() -> None:
