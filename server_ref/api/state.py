@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from server_ref.api.errors import BadRequestError, NotFoundError
 from server_ref.api.metrics import Metrics
 from server_ref.engine.types import EngineClient
+
+if TYPE_CHECKING:  # tracing reads this state: a runtime import would be a cycle
+    from server_ref.api.tracing import RequestTracer
 
 
 @dataclass
@@ -19,6 +23,7 @@ class ServerState:
     metrics: Metrics
     served_model_name: str
     retry_after: float
+    tracer: RequestTracer | None = None  # spans of generation requests (``tracing``)
 
     def check_model(self, name: str | None) -> None:
         """404 ``model_not_found`` unless ``name`` is ours (or omitted)."""
