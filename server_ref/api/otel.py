@@ -3,20 +3,24 @@
 Imported only when the app is given a tracer provider (``create_app(tracer_provider=)``), so
 a server without the ``otel`` extra never loads OpenTelemetry. The caller's context comes
 from OpenTelemetry's configured propagator (by default W3C Trace Context and Baggage, as the
-SDK's ``OpenTelemetryHooks`` inject them; ``OTEL_PROPAGATORS`` changes both sides).
+SDK's ``OpenTelemetryHooks`` inject them; ``OTEL_PROPAGATORS`` changes both sides), unless
+an HTTP span is already current.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from server_ref.api.tracing import RequestSpan
+
+if TYPE_CHECKING:  # opentelemetry-sdk: needed only for the OTLP exporter
+    from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
 TRACER_NAME = "server_ref"
 OTLP_TRACES_PATH = "/v1/traces"  # the OTLP/HTTP path a collector serves traces on
@@ -34,7 +38,10 @@ class OpenTelemetryTracer:
     def start_span(
         self, name: str, headers: Mapping[str, str], attributes: Mapping[str, Any]
     ) -> RequestSpan:
-        parent = propagate.extract(headers)
+        # Under an HTTP span that instrumentation already started (FastAPI's own telemetry,
+        # opentelemetry-instrument), which continued the caller's trace: nest in it.
+        current = trace.get_current_span()
+        parent = None if current.get_span_context().is_valid else propagate.extract(headers)
         span = self._tracer.start_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
@@ -70,7 +77,7 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint
 
 
-def otlp_tracer_provider(endpoint: str) -> trace.TracerProvider:
+def otlp_tracer_provider(endpoint: str) -> SDKTracerProvider:
     """A provider that sends spans in batches over OTLP/HTTP (protobuf) to ``endpoint``.
 
     Needs ``opentelemetry-sdk`` and ``opentelemetry-exporter-otlp-proto-http`` (the ``otel``

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -38,6 +39,9 @@ from server_ref.api.readiness import DeferredApp
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
 from server_ref.loading import registry
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class ServeOptions:
     # the process exit, inside Kubernetes' default grace period of 30 s before its SIGKILL.
     drain_timeout_s: float = 25.0
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # send a span per generation request over OTLP/HTTP here (needs the ``otel`` extra)
+    otlp_traces_endpoint: str | None = None
 
 
 def serve(options: ServeOptions) -> None:
@@ -69,12 +75,18 @@ def serve(options: ServeOptions) -> None:
         registry.resolve_model(model)  # raises the one-line "unknown model" error before binding
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     server = EngineServer(options)
+    if options.otlp_traces_endpoint is not None:
+        from server_ref.api.otel import otlp_tracer_provider  # imports OpenTelemetry
+
+        server.tracer_provider = otlp_tracer_provider(options.otlp_traces_endpoint)
     threading.Thread(target=server.load, name="model-loader", daemon=True).start()
     try:
         server.run()
     finally:
         if server.engine is not None:
             server.engine.shutdown()
+        if server.tracer_provider is not None:
+            server.tracer_provider.shutdown()  # sends the spans still in its batch
     if server.failure is not None:
         raise server.failure
 
@@ -104,6 +116,7 @@ class EngineServer(uvicorn.Server):
             )
         )
         self.engine: AsyncEngine | None = None
+        self.tracer_provider: TracerProvider | None = None  # for create_app
         self.failure: BaseException | None = None  # what load raised, for serve to re-raise
         self._drain_deadline: float | None = None  # time.monotonic() of the deadline
         self._stopped_at: float | None = None  # when the engine stopped what was left
@@ -122,6 +135,7 @@ class EngineServer(uvicorn.Server):
                 api_key=options.api_key,
                 served_model_name=options.served_model_name,
                 enable_web=options.enable_web,
+                tracer_provider=self.tracer_provider,
             )
             info = engine.model_info
             print(
