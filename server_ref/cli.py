@@ -219,6 +219,14 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM/SIGINT, refuse new requests and let running ones finish for this "
         "long, then stop them (default 25: inside Kubernetes' default 30 s grace period)",
     )
+    parser.add_argument(
+        "--otlp-traces-endpoint",
+        default=None,
+        metavar="URL",
+        help="send an OpenTelemetry span per generation request over OTLP/HTTP to URL "
+        "(a collector, e.g. http://localhost:4318; /v1/traces is added when URL has no "
+        "path). Needs pip install 'llm-sdk[otel]'",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -228,6 +236,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--port must be in 0..65535")
     if not 0 <= args.drain_timeout < float("inf"):
         raise UsageError("--drain-timeout must be a number of seconds, 0 or more")
+    if args.otlp_traces_endpoint is not None:
+        _check_otlp(args.otlp_traces_endpoint)
     embedding = None if args.embedding_model.lower() == "none" else args.embedding_model
     with (
         _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress,
@@ -247,9 +257,27 @@ def _run_serve(args: argparse.Namespace) -> int:
                 drain_timeout_s=args.drain_timeout,
                 embedding_model=embedding,
                 embedding_progress=embedding_progress,
+                otlp_traces_endpoint=args.otlp_traces_endpoint,
             )
         )
     return 0
+
+
+def _check_otlp(url: str) -> None:
+    """Before loading anything: an http(s) URL, and the exporter installed to send to it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--otlp-traces-endpoint must be an http(s) URL, not {url!r}")
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"--otlp-traces-endpoint needs OpenTelemetry's OTLP exporter ({exc.name} is not "
+            "installed): pip install 'llm-sdk[otel]'"
+        ) from None
 
 
 # -- registration --------------------------------------------------------------------------------

@@ -34,10 +34,12 @@ from server_ref.api.metrics import Metrics
 from server_ref.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from server_ref.api.openapi import install_openapi
 from server_ref.api.state import ServerState
+from server_ref.api.tracing import RequestTracer
 from server_ref.engine.types import EngineClient
 
 if TYPE_CHECKING:
     from server_ref.engine.embedder import Embedder
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # A whole body of the maximum size at 70 KB/s (a poor mobile uplink) still arrives in time.
@@ -56,6 +58,7 @@ def create_app(
     enable_web: bool = True,
     web_dir: Path | None = None,
     embedder: Embedder | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible HTTP app serving ``engine`` (and ``embedder``, a started
     ``engine.embedder.Embedder``, at ``/v1/embeddings``).
@@ -65,7 +68,8 @@ def create_app(
     server stopped a request). ``body_timeout_s`` bounds how long a request body may take to
     arrive, counted from the start of the request. The web page is
     mounted at ``/`` when ``enable_web`` and ``web_dir`` (default: the package's ``static/``)
-    holds an ``index.html``.
+    holds an ``index.html``. With a ``tracer_provider`` (OpenTelemetry's) every generation
+    request is a span on it (``tracing``); without one OpenTelemetry is never imported.
 
     >>> app = create_app(engine, api_key="sk-local")  # doctest: +SKIP
     >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
@@ -84,6 +88,7 @@ def create_app(
         served_model_name=name,
         retry_after=retry_after,
         embedder=embedder,
+        tracer=None if tracer_provider is None else _tracer(tracer_provider),
     )
     install_error_handlers(app)
     app.include_router(routes_tokenizer.router)  # before routes_misc's /v1/models/{id:path}
@@ -107,6 +112,12 @@ def create_app(
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _tracer(provider: TracerProvider) -> RequestTracer:
+    from server_ref.api.otel import OpenTelemetryTracer  # imports OpenTelemetry
+
+    return OpenTelemetryTracer(provider)
 
 
 class _BehindTheAPI:

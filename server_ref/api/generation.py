@@ -72,6 +72,7 @@ class ChoiceState:
     completion_tokens: int = 0
     finish_reason: str | None = None
     tracker: RequestMetrics | None = None
+    last_output: StepOutput | None = None  # its engine timestamps are the choice's timings
 
     @property
     def finished(self) -> bool:
@@ -103,6 +104,7 @@ class Generation:
     ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.id = base_id
         self.choices = [
             ChoiceState(
                 s.index, f"{base_id}-{s.index}", len(s.prompt_ids), s.params, s.prompt_index
@@ -141,6 +143,7 @@ class Generation:
         try:
             async for i, out in _merge(self._streams):
                 choice = self.choices[i]
+                choice.last_output = out
                 if choice.tracker is not None:
                     choice.tracker.observe(out)
                 if out.finish_reason == "error":

@@ -34,6 +34,7 @@ from server_ref.api.schemas import ServerChatCompletionRequest, parse_body, reje
 from server_ref.api.sse import SSEResponse, encode_event
 from server_ref.api.state import get_state, new_id, unix_now
 from server_ref.api.streaming import stream_events
+from server_ref.api.tracing import trace_generation, traced
 from server_ref.engine.types import TokenLogprob
 
 router = APIRouter(tags=["openai"])
@@ -92,6 +93,7 @@ class ChatStream:
         reason = choice.finish_reason
         if self.tools:
             reason = tool_finish_reason(reason, self._tool_deltas[choice.index].called)
+            choice.finish_reason = reason  # as the client is told ("tool_calls"), for tracing
         chunk_choice = ChunkChoice(
             index=choice.index,
             delta=ChoiceDelta(),
@@ -110,6 +112,7 @@ def _choice(c: ChoiceState, *, tools: bool, top_logprobs: int | None) -> Choice:
     if tools:
         message = tool_message(text)
         reason = tool_finish_reason(reason, bool(message.tool_calls))
+        c.finish_reason = reason  # as the client is told ("tool_calls"), for tracing
     else:
         message = ChatCompletionMessage(role="assistant", content=text)
     return Choice(
@@ -141,6 +144,7 @@ def chat_completion(
     response_model=None,
     responses={**json_or_stream(ChatCompletion, ChatCompletionChunk), **errors(400, 404, 429)},
 )
+@traced("chat")
 async def create_chat_completion(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerChatCompletionRequest)
@@ -163,6 +167,7 @@ async def create_chat_completion(request: Request) -> Response:
     specs = [ChoiceSpec(i, prompt_ids, p) for i, p in enumerate(params)]
     id, created = new_id("chatcmpl"), unix_now()
     gen = Generation(engine, state.metrics, id, specs, retry_after=state.retry_after)
+    trace_generation(request, gen, request_model=req.model)
     gen.submit()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -28,6 +28,7 @@ from server_ref.api.schemas import ServerCompletionRequest, parse_body, reject_u
 from server_ref.api.sse import SSEResponse, encode_event
 from server_ref.api.state import ServerState, get_state, new_id, unix_now
 from server_ref.api.streaming import stream_events
+from server_ref.api.tracing import trace_generation, traced
 from server_ref.engine.types import TokenLogprob
 
 router = APIRouter(tags=["openai"])
@@ -138,6 +139,7 @@ def completion_body(
     response_model=None,
     responses={**json_or_stream(Completion, Completion), **errors(400, 404, 429)},
 )
+@traced("text_completion")
 async def create_completion(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerCompletionRequest)
@@ -165,6 +167,7 @@ async def create_completion(request: Request) -> Response:
     id, created = new_id("cmpl"), unix_now()
     model = state.served_model_name
     gen = Generation(engine, state.metrics, id, specs, retry_after=state.retry_after)
+    trace_generation(request, gen, request_model=req.model)
     gen.submit()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -39,6 +40,9 @@ from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
 from server_ref.engine.embedder import Embedder
 from server_ref.loading import registry
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ServeOptions:
     # a known embedding model (pulled on first use), a sentence-transformers folder, or None
     embedding_model: str | None = registry.DEFAULT_EMBEDDING_MODEL
     embedding_progress: registry.Progress | None = None
+    # send a span per generation request over OTLP/HTTP here (needs the ``otel`` extra)
+    otlp_traces_endpoint: str | None = None
 
 
 def serve(options: ServeOptions) -> None:
@@ -73,6 +79,10 @@ def serve(options: ServeOptions) -> None:
         _check_name(options.embedding_model, "embedding")
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     server = EngineServer(options)
+    if options.otlp_traces_endpoint is not None:
+        from server_ref.api.otel import otlp_tracer_provider  # imports OpenTelemetry
+
+        server.tracer_provider = otlp_tracer_provider(options.otlp_traces_endpoint)
     threading.Thread(target=server.load, name="model-loader", daemon=True).start()
     try:
         server.run()
@@ -81,6 +91,8 @@ def serve(options: ServeOptions) -> None:
             server.engine.shutdown()
         if server.embedder is not None:
             server.embedder.shutdown()
+        if server.tracer_provider is not None:
+            server.tracer_provider.shutdown()  # sends the spans still in its batch
     if server.failure is not None:
         raise server.failure
 
@@ -119,6 +131,7 @@ class EngineServer(uvicorn.Server):
         )
         self.engine: AsyncEngine | None = None
         self.embedder: Embedder | None = None
+        self.tracer_provider: TracerProvider | None = None  # for create_app
         self.failure: BaseException | None = None  # what load raised, for serve to re-raise
         self._drain_deadline: float | None = None  # time.monotonic() of the deadline
         self._stopped_at: float | None = None  # when the engine stopped what was left
@@ -142,6 +155,7 @@ class EngineServer(uvicorn.Server):
                 served_model_name=options.served_model_name,
                 enable_web=options.enable_web,
                 embedder=self.embedder,
+                tracer_provider=self.tracer_provider,
             )
             info = engine.model_info
             print(

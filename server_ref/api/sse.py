@@ -69,6 +69,8 @@ class SSEResponse(Response):
         self.background = None
         self.init_headers(SSE_HEADERS)
         self.disconnected = False
+        self.started = False  # "200 OK" was sent: an error since then is an event
+        self.error: APIError | None = None  # what ended the response, if it failed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -106,12 +108,15 @@ class SSEResponse(Response):
         except StopAsyncIteration:
             first = None
         except APIError as exc:
+            self.error = exc
             await exc.response()(scope, receive, send)
             return
         except Exception:
             logger.exception("error before a stream started")
-            await APIError("Internal server error.").response()(scope, receive, send)
+            self.error = APIError("Internal server error.")
+            await self.error.response()(scope, receive, send)
             return
+        self.started = True
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -121,10 +126,12 @@ class SSEResponse(Response):
                 async for event in self.events:
                     await send({"type": "http.response.body", "body": event, "more_body": True})
         except APIError as exc:
+            self.error = exc
             await self._send_error(send, exc)
         except Exception:
             logger.exception("error while streaming a response")
-            await self._send_error(send, APIError("Internal server error while streaming."))
+            self.error = APIError("Internal server error while streaming.")
+            await self._send_error(send, self.error)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod

@@ -13,7 +13,8 @@ from server_ref.api.errors import BadRequestError, NotFoundError
 from server_ref.api.metrics import Metrics
 from server_ref.engine.types import EngineClient
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # tracing reads this state: a runtime import would be a cycle
+    from server_ref.api.tracing import RequestTracer
     from server_ref.engine.embedder import Embedder
 
 
@@ -23,6 +24,7 @@ class ServerState:
     metrics: Metrics
     served_model_name: str
     retry_after: float
+    tracer: RequestTracer | None = None  # spans of generation requests (``tracing``)
     embedder: Embedder | None = None  # the embedding model, when the server has one
 
     def is_ready(self) -> bool:

@@ -284,9 +284,8 @@ class LLMEngine:
         if seq.params.logprobs is not None and lp_row is not None:
             self._at("logprobs", seq)
             lp = [token_logprob(self.tokenizer.token_bytes, lp_row, token, seq.params.logprobs)]
-        now = time.monotonic()
-        if seq.first_token_time is None:
-            seq.first_token_time = now
+        seq.last_token_time = now = time.monotonic()
+        seq.first_token_time = seq.first_token_time or now
         seq.output_ids.append(token)
         matcher = self._matchers.get(seq.request_id)
         if matcher is not None and not matcher.accept(token):
@@ -373,7 +372,9 @@ class LLMEngine:
             prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids),
             arrival_time=seq.arrival_time,
+            scheduled_time=seq.scheduled_time,
             first_token_time=seq.first_token_time,
+            last_token_time=seq.last_token_time,
             error=error,
         )
 

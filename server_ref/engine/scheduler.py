@@ -10,6 +10,7 @@ is preempted: its blocks are freed and it is recomputed later (vLLM's recompute 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -108,6 +109,8 @@ class Scheduler:
             self.prefix_hit_tokens += seq.num_computed
             self.blocks.grow(seq.request_id, seq.num_computed + n)
             seq.status = Status.RUNNING
+            if seq.scheduled_time is None:  # the first admission ends the queue wait
+                seq.scheduled_time = time.monotonic()
             self.running.append(seq)
             out.append(ScheduledSeq(seq, n))
             budget -= n

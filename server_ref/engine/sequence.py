@@ -34,7 +34,11 @@ class Sequence:
     num_computed: int = 0
     status: Status = Status.WAITING
     finish_reason: FinishReason | None = None
+    # time.monotonic() stamps for timings (API tracing): first admitted to a batch (the end
+    # of its queue wait), first and latest token sampled
+    scheduled_time: float | None = None
     first_token_time: float | None = None
+    last_token_time: float | None = None
     detok: IncrementalDetokenizer = field(init=False)
 
     def __post_init__(self) -> None:

@@ -115,9 +115,12 @@ class StepOutput:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
-    # engine timestamps (time.monotonic()) for metrics
+    # engine timestamps (time.monotonic()) for metrics and tracing; 0.0 / None: not stamped.
+    # The request arrived, was first admitted to a batch, had its first and latest token.
     arrival_time: float = 0.0
+    scheduled_time: float | None = None
     first_token_time: float | None = None
+    last_token_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,9 @@ class FakeEngine:
     raise_after_steps: int | None = None  # raise EngineDeadError from the iterator
     hang_after_steps: int | None = None  # wait forever (until cancelled/closed)
     finish_reason_override: str | None = None  # e.g. "abort": the engine drops requests
+    # stamps the outputs' timings (arrival at add_request, admission at the first step,
+    # first/latest token at each output), as the real engine does with time.monotonic
+    clock: Callable[[], float] = time.monotonic
 
     tokenizer: ByteTokenizer = field(default_factory=ByteTokenizer)
     requests: list[tuple[str, list[int], SamplingParams]] = field(default_factory=list)
@@ -144,7 +148,26 @@ class FakeEngine:
         if len(prompt_ids) + params.max_tokens > self.context_length:
             raise ValueError("prompt plus max_tokens exceeds the context length")
         self.requests.append((request_id, list(prompt_ids), params))
-        return self._generate(request_id, prompt_ids, params)
+        return self._stamped(self._generate(request_id, prompt_ids, params), self.clock())
+
+    async def _stamped(
+        self, outputs: AsyncIterator[StepOutput], arrival: float
+    ) -> AsyncIterator[StepOutput]:
+        scheduled: float | None = None
+        first: float | None = None
+        try:
+            async for out in outputs:
+                scheduled = scheduled or self.clock()
+                out.arrival_time, out.scheduled_time = arrival, scheduled
+                if out.token_ids:
+                    out.last_token_time = now = self.clock()
+                    first = first or now
+                out.first_token_time = first
+                yield out
+        finally:
+            aclose = getattr(outputs, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _logprobs(self, ids: list[int], k: int) -> list[TokenLogprob]:
         out = []
