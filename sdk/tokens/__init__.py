@@ -6,10 +6,12 @@
 * ``chat_render`` — ``render_chat``: a chat request (messages, tools, tool_choice) as prompt
   text, with the model's own tool support or ``tool_format``'s generic JSON format (whose
   reply schema and parser live there too).
+* ``tokenizer`` — ``Tokenizer`` and the exact ``ModelTokenizer``; ``gguf_vocab`` —
+  ``tokenizer_from_gguf``: a model file's exact tokenizer (the ``gguf`` extra).
 * ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
-  rebuilds it), and rank files cached on disk under their sha256; ``hosted`` — public
-  encodings for hosted model names; estimates, flagged ``exact=False``, for servers that
-  export nothing.
+  rebuilds it), and rank files cached on disk under their sha256; ``hosted`` / ``estimates``
+  — public encodings for hosted model names; estimates, flagged ``exact=False``, for servers
+  that export nothing.
 * ``budget`` / ``trim`` — ``TokenBudget``: plan (check, trim) a call against a context window.
 * ``chunking`` — ``chunk_text``: split text on token boundaries.
 
@@ -60,10 +62,15 @@ if TYPE_CHECKING:
         ChatTemplateError as ChatTemplateError,
         TokenizerError as TokenizerError,
     )
+    from sdk.tokens.estimates import (
+        ByteEstimateTokenizer as ByteEstimateTokenizer,
+        OpenAITokenizer as OpenAITokenizer,
+    )
     from sdk.tokens.export import (
         export_tokenizer as export_tokenizer,
         tokenizer_from_export as tokenizer_from_export,
     )
+    from sdk.tokens.gguf_vocab import tokenizer_from_gguf as tokenizer_from_gguf
     from sdk.tokens.hosted import (
         TokenCountWarning as TokenCountWarning,
         estimate_tokenizer as estimate_tokenizer,
@@ -71,9 +78,7 @@ if TYPE_CHECKING:
     )
     from sdk.tokens.messages import template_messages as template_messages
     from sdk.tokens.tokenizer import (
-        ByteEstimateTokenizer as ByteEstimateTokenizer,
         ModelTokenizer as ModelTokenizer,
-        OpenAITokenizer as OpenAITokenizer,
         Tokenizer as Tokenizer,
     )
     from sdk.tokens.tool_format import (

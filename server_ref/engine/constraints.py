@@ -121,7 +121,7 @@ class ConstraintSpec:
 
 
 class _Vocabulary(Protocol):
-    """What the compiler reads from a tokenizer (``loading.gguf_tokenizer.GGUFTokenizer``)."""
+    """What the compiler reads from a tokenizer (``sdk.tokens.ModelTokenizer``)."""
 
     @property
     def n_vocab(self) -> int: ...
