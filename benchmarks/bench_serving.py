@@ -72,7 +72,13 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-async def one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: int) -> Result:
+async def one(
+    client: httpx.AsyncClient,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    extra: dict[str, object] | None = None,
+) -> Result:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -80,6 +86,7 @@ async def one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: in
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),  # more request fields (bench_structured.py: response_format)
     }
     res = Result()
     start = last = time.perf_counter()
@@ -110,7 +117,13 @@ async def one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: in
     return res
 
 
-async def run_level(base_url: str, model: str, concurrency: int, max_tokens: int) -> Level:
+async def run_level(
+    base_url: str,
+    model: str,
+    concurrency: int,
+    max_tokens: int,
+    extra: dict[str, object] | None = None,
+) -> Level:
     n = max(4, 2 * concurrency)
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency + 4)
@@ -119,7 +132,8 @@ async def run_level(base_url: str, model: str, concurrency: int, max_tokens: int
         async def task(i: int) -> Result:
             async with sem:
                 try:
-                    return await one(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+                    prompt = PROMPTS[i % len(PROMPTS)]
+                    return await one(client, model, prompt, max_tokens, extra)
                 except httpx.HTTPError:
                     return Result(ok=False)
 

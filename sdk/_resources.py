@@ -29,7 +29,7 @@ from ._protocol.request import (
     model_retrieve_call,
 )
 from ._protocol.structured import parse_chat_completion, prepare_parse
-from ._protocol.tool_loop import tool_loop
+from ._protocol.tool_loop import OnLimit, tool_loop
 from .tools import AsyncToolRunner, ToolLike, ToolLoopResult, ToolRunner
 from .types import (
     ChatCompletion,
@@ -186,6 +186,7 @@ class ChatCompletions:
         *,
         tools: Sequence[ToolLike],
         max_rounds: int = 10,
+        on_limit: OnLimit = "raise",
         **kwargs: Unpack[ToolLoopKwargs],
     ) -> ToolLoopResult:
         """Let the model call Python functions until it answers (see ``sdk.tools``).
@@ -200,9 +201,12 @@ class ChatCompletions:
 
         Each round: ``create`` with the tools, run the functions the model called (arguments
         validated; a failure is reported to the model as an error result), append its
-        message and the ``tool`` results. ``ToolLoopLimitError`` after ``max_rounds``.
+        message and the ``tool`` results. After ``max_rounds`` rounds a model still calling
+        tools raises ``ToolLoopLimitError``, or with ``on_limit="answer"`` is asked once more
+        with ``tool_choice="none"`` to answer from the results it has.
         """
-        return ToolRunner(self.create).run(tool_loop(tools, kwargs, max_rounds=max_rounds))
+        loop = tool_loop(tools, kwargs, max_rounds=max_rounds, on_limit=on_limit)
+        return ToolRunner(self.create).run(loop)
 
 
 class Chat:
@@ -308,13 +312,13 @@ class AsyncChatCompletions:
         *,
         tools: Sequence[ToolLike],
         max_rounds: int = 10,
+        on_limit: OnLimit = "raise",
         **kwargs: Unpack[ToolLoopKwargs],
     ) -> ToolLoopResult:
         """``ChatCompletions.run_tools`` for ``AsyncClient``; ``async`` tools are awaited and
         the calls of one round run concurrently."""
-        return await AsyncToolRunner(self.create).run(
-            tool_loop(tools, kwargs, max_rounds=max_rounds)
-        )
+        loop = tool_loop(tools, kwargs, max_rounds=max_rounds, on_limit=on_limit)
+        return await AsyncToolRunner(self.create).run(loop)
 
 
 class AsyncChat:

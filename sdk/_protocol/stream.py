@@ -176,4 +176,4 @@ def read_flow(
         if data is None:
             break
         chunks = decoder.feed(data)
-    decoder.finish()  # the body ended before [DONE]: this raises, the connection broke
+    decoder.finish()  # raises: the body ended before [DONE], the connection broke

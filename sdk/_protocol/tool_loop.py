@@ -14,14 +14,17 @@ valid JSON for the function, or a function that raises becomes an ``Error: ...``
 for the model to read, never an exception here. The caller's ``tool_choice`` applies to the
 first request only (then the model decides, or ``"required"`` would loop forever). After
 ``max_rounds`` rounds of tool calls, a model still calling tools raises
-``ToolLoopLimitError`` carrying the conversation.
+``ToolLoopLimitError`` carrying the conversation, or, with ``on_limit="answer"``, is asked
+once more with ``tool_choice="none"`` to answer from the results it has (LangChain's
+``early_stopping_method="generate"``; small models often call the same tool again and
+again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import pydantic_core
@@ -32,6 +35,7 @@ from .function_tools import FunctionTool, function_tool
 
 __all__ = [
     "CreateCompletion",
+    "OnLimit",
     "RunTools",
     "ToolLoop",
     "ToolLoopAction",
@@ -85,13 +89,18 @@ class ToolLoopResult:
         return choices[0].message.content if choices else None
 
 
+OnLimit = Literal["raise", "answer"]
 ToolLoopAction = CreateCompletion | RunTools
 ToolLoop = Generator[ToolLoopAction, Any, ToolLoopResult]
 ToolLike = FunctionTool | Callable[..., Any]
 
 
 def tool_loop(
-    tools: Sequence[ToolLike], kwargs: Mapping[str, Any], *, max_rounds: int = 10
+    tools: Sequence[ToolLike],
+    kwargs: Mapping[str, Any],
+    *,
+    max_rounds: int = 10,
+    on_limit: OnLimit = "raise",
 ) -> ToolLoop:
     """The loop for ``tools`` (functions or ``FunctionTool``s) and ``create`` keyword arguments.
 
@@ -106,6 +115,8 @@ def tool_loop(
     request = {**kwargs, "tools": [t.param for t in by_name.values()]}
     rounds = 0
     while True:
+        if rounds >= max_rounds and on_limit == "answer":
+            request["tool_choice"] = "none"  # the last request: answer, call nothing
         completion: ChatCompletion = yield CreateCompletion({**request, "messages": list(messages)})
         if not completion.choices:
             return ToolLoopResult(completion, messages, rounds)

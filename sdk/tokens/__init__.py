@@ -5,7 +5,8 @@
   functions, which is what makes counts computed here equal the server's.
 * ``chat_render`` — ``render_chat``: a chat request (messages, tools, tool_choice) as prompt
   text, with the model's own tool support or ``tool_format``'s generic JSON format (whose
-  reply schema and parser live there too).
+  reply schema lives there too; ``tool_reply`` reads replies back, whole or streamed;
+  ``schema_rewrite`` closes strict schemas and embeds one schema in another).
 * ``tokenizer`` — ``Tokenizer`` and the exact ``ModelTokenizer``; ``gguf_vocab`` —
   ``tokenizer_from_gguf``: a model file's exact tokenizer (the ``gguf`` extra).
 * ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
@@ -77,19 +78,32 @@ if TYPE_CHECKING:
         hosted_tokenizer as hosted_tokenizer,
     )
     from sdk.tokens.messages import template_messages as template_messages
+    from sdk.tokens.schema_rewrite import (
+        close_objects as close_objects,
+        embed_schema as embed_schema,
+    )
     from sdk.tokens.tokenizer import (
         ModelTokenizer as ModelTokenizer,
         Tokenizer as Tokenizer,
     )
     from sdk.tokens.tool_format import (
-        ToolCallText as ToolCallText,
-        ToolReply as ToolReply,
         ToolSpec as ToolSpec,
         active_tools as active_tools,
         generic_tool_messages as generic_tool_messages,
-        parse_tool_reply as parse_tool_reply,
+        native_tool_messages as native_tool_messages,
+        reply_format_instructions as reply_format_instructions,
         tool_reply_schema as tool_reply_schema,
         tool_system_prompt as tool_system_prompt,
+    )
+    from sdk.tokens.tool_reply import (
+        ArgumentsDelta as ArgumentsDelta,
+        ContentDelta as ContentDelta,
+        ToolCallStart as ToolCallStart,
+        ToolCallText as ToolCallText,
+        ToolReply as ToolReply,
+        ToolReplyDecoder as ToolReplyDecoder,
+        ToolReplyEvent as ToolReplyEvent,
+        parse_tool_reply as parse_tool_reply,
     )
 
 

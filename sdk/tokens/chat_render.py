@@ -5,7 +5,9 @@
 
 * a template that reads ``tools`` (Llama 3.1, Qwen 2.5, Hermes, ...) gets the function tools
   as ``tools`` and the messages in Hugging Face's tool convention (``tool_calls`` with object
-  arguments, ``tool_call_id``), and renders them its own way;
+  arguments, ``tool_call_id``), and renders them its own way; the system message says to
+  reply in the generic JSON format, which is what the server constrains the reply to (it
+  has no parser for each model family's own call syntax);
 * any other template (the default model's ChatML) gets the generic format of
   ``sdk.tokens.tool_format``: a ``# Tools`` system section, tool calls shown as the JSON the
   model writes, tool results as a user message.
@@ -20,8 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sdk.tokens.chat_template import render_chat_template, template_variables
-from sdk.tokens.messages import template_messages
-from sdk.tokens.tool_format import active_tools, generic_tool_messages
+from sdk.tokens.tool_format import active_tools, generic_tool_messages, native_tool_messages
 
 __all__ = ["render_chat", "template_uses_tools"]
 
@@ -61,7 +62,7 @@ def render_chat(
     if template_uses_tools(template):
         if spec is not None:
             extra["tools"] = [{"type": "function", "function": tool} for tool in spec.tools]
-        chat = template_messages(messages, tool_fields=True)
+        chat = native_tool_messages(messages, spec)
     else:
         chat = generic_tool_messages(messages, spec)
     return render_chat_template(

@@ -37,10 +37,17 @@ def content_text(content: object) -> str:
 
 
 def _part_text(part: object) -> str:
-    text = part.get("text") if isinstance(part, Mapping) else getattr(part, "text", None)
+    # an assistant message sent back as history may hold a refusal part: its text is the refusal
+    text = _get(part, "text")
+    if text is None and _get(part, "type") == "refusal":
+        text = _get(part, "refusal")
     if not isinstance(text, str):
         raise ChatTemplateError(f"a content part has no text: {part!r}")
     return text
+
+
+def _get(part: object, key: str) -> object:
+    return part.get(key) if isinstance(part, Mapping) else getattr(part, key, None)
 
 
 def template_messages(

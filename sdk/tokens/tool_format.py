@@ -9,15 +9,25 @@ about tools in plain text and answers in JSON, the way llama.cpp's "generic" han
   ``auto`` allows ``{"tool_calls": [...]}`` or ``{"response": "..."}``; ``required`` only
   the first; a named tool only calls of it; ``parallel_tool_calls=False`` exactly one call.
 * **The reply** is one JSON object, ``{"tool_calls": [{"name": ..., "arguments": {...}}]}``
-  or (``auto`` only) ``{"response": "..."}``; ``tool_reply_schema`` is its JSON schema (what
-  the server constrains decoding to) and ``parse_tool_reply`` reads it back.
+  or (``auto`` only) ``{"response": "..."}``. ``tool_reply_schema`` is its JSON schema, what
+  the server constrains decoding to; ``sdk.tokens.tool_reply`` reads it back, whole or as it
+  streams.
 * **History**: an assistant message with ``tool_calls`` is shown as the JSON it would have
   written (its text, if any, on a line before it); consecutive ``tool`` results become one
   ``user`` message ``{"tool_results": [{"name": ..., "content": ...}]}`` (any template can
   show a user message; the name comes from the call the result answers).
 
 ``tool_choice="none"`` (or no function tools) renders no tool section: the model cannot call
-any. Custom (free-text) tools cannot be expressed in this format and are left out.
+any. The history is then told in words: ``I called get_weather with {"city": "Paris"}.``
+and ``Result: sunny`` (``Results:`` and one ``- name: content`` line each for several): a
+model that was never shown the JSON format copies JSON history as plain text instead of
+answering (seen with the default model).
+
+Custom (free-text) tools cannot be expressed in this format and are left out. A function
+without ``parameters`` takes none (``{}`` exactly, as OpenAI reads it), and a ``strict`` one's
+object schemas are closed (``additionalProperties: false``), in the prompt as in the reply
+schema. A named ``tool_choice`` asks for exactly one call, as ``parallel_tool_calls=False``
+does.
 """
 
 from __future__ import annotations
@@ -28,15 +38,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sdk.tokens.messages import template_messages
+from sdk.tokens.schema_rewrite import close_objects, embed_schema
 
 __all__ = [
-    "ToolCallText",
     "ToolMode",
-    "ToolReply",
     "ToolSpec",
     "active_tools",
     "generic_tool_messages",
-    "parse_tool_reply",
+    "native_tool_messages",
+    "reply_format_instructions",
     "tool_reply_schema",
     "tool_system_prompt",
 ]
@@ -50,7 +60,7 @@ class ToolSpec:
 
     tools: tuple[dict[str, Any], ...]  # {"name", "description"?, "parameters"} each
     mode: ToolMode
-    parallel: bool = True
+    parallel: bool = True  # False: exactly one call (also for a named tool)
 
     @property
     def named(self) -> str | None:
@@ -91,7 +101,11 @@ def active_tools(
             mode = "required" if allowed.get("mode") == "required" else "auto"
     if choice == "none" or not specs:
         return None
-    return ToolSpec(tuple(specs), mode, parallel_tool_calls is not False)
+    return ToolSpec(tuple(specs), mode, parallel_tool_calls is not False and mode != "named")
+
+
+# OpenAI: "Omitting parameters defines a function with an empty parameter list."
+_NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
 
 
 def _function(tool: object) -> dict[str, Any] | None:
@@ -103,7 +117,8 @@ def _function(tool: object) -> dict[str, Any] | None:
     spec: dict[str, Any] = {"name": function["name"]}
     if function.get("description"):
         spec["description"] = function["description"]
-    spec["parameters"] = function.get("parameters") or {"type": "object", "properties": {}}
+    parameters = function.get("parameters") or _NO_PARAMETERS
+    spec["parameters"] = close_objects(parameters) if function.get("strict") else parameters
     return spec
 
 
@@ -126,7 +141,16 @@ def tool_system_prompt(spec: ToolSpec) -> str:
         "",
         *(json.dumps(tool, ensure_ascii=False) for tool in spec.tools),
         "",
+        reply_format_instructions(spec),
     ]
+    return "\n".join(lines)
+
+
+def reply_format_instructions(spec: ToolSpec) -> str:
+    """How to reply: the JSON shapes allowed under ``spec``'s tool choice (the end of the
+    ``# Tools`` section; alone in the system message of a template that lists the tools
+    itself)."""
+    lines = []
     if spec.mode == "auto":
         lines.append(
             f"Reply with one JSON object and nothing else: {_CALLS} to call tools, or "
@@ -150,16 +174,22 @@ def generic_tool_messages(
     """``messages`` rewritten for a template without tool support (see the module docstring).
 
     >>> call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    >>> generic_tool_messages([
+    >>> history = [
     ...     {"role": "assistant", "content": None, "tool_calls": [call]},
     ...     {"role": "tool", "tool_call_id": "c1", "content": "42"},
-    ... ], None)  # doctest: +NORMALIZE_WHITESPACE
+    ... ]
+    >>> generic_tool_messages(history, active_tools([{"function": {"name": "f"}}]))[1:]
+    ... # doctest: +NORMALIZE_WHITESPACE
     [{'role': 'assistant', 'content': '{"tool_calls": [{"name": "f", "arguments": {}}]}'},
      {'role': 'user', 'content': '{"tool_results": [{"name": "f", "content": "42"}]}'}]
+    >>> generic_tool_messages(history, None)  # doctest: +NORMALIZE_WHITESPACE
+    [{'role': 'assistant', 'content': 'I called f with {}.'},
+     {'role': 'user', 'content': 'Result: 42'}]
     """
     out: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []  # consecutive tool results, written as one message
     names: dict[str, str] = {}  # tool_call_id -> the function it called
+    words = spec is None  # no tool section: the history in words, not in the JSON format
     for message in template_messages(messages, tool_fields=True):
         calls = message.pop("tool_calls", None)
         call_id = message.pop("tool_call_id", None)
@@ -167,17 +197,28 @@ def generic_tool_messages(
             name = message.get("name") or names.get(str(call_id), "")
             results.append({"name": name, "content": message["content"]})
             continue
-        _flush_results(out, results)
+        _flush_results(out, results, words)
         if calls:
-            written = json.dumps(
-                {"tool_calls": [_written_call(call, names) for call in calls]}, ensure_ascii=False
-            )
+            written = [_written_call(call, names) for call in calls]
+            said = _calls_in_words(written) if words else _calls_in_json(written)
             text = message["content"]
-            message["content"] = f"{text}\n{written}" if text else written
+            message["content"] = f"{text}\n{said}" if text else said
         out.append(message)
-    _flush_results(out, results)
+    _flush_results(out, results, words)
     if spec is not None:
         _add_to_system(out, tool_system_prompt(spec))
+    return out
+
+
+def native_tool_messages(messages: Sequence[object], spec: ToolSpec | None) -> list[dict[str, Any]]:
+    """``messages`` for a template that renders tools itself (it gets them as ``tools``):
+    Hugging Face's tool convention, plus the generic reply format in the system message,
+    since the reply is constrained to it whatever the template asks for (llama.cpp's generic
+    handler does the same for tool-aware templates it has no dedicated parser for).
+    """
+    out = template_messages(messages, tool_fields=True)
+    if spec is not None:
+        _add_to_system(out, reply_format_instructions(spec))
     return out
 
 
@@ -189,11 +230,30 @@ def _written_call(call: Mapping[str, Any], names: dict[str, str]) -> dict[str, A
     return {"name": name, "arguments": function.get("arguments", function.get("input", {}))}
 
 
-def _flush_results(out: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    if results:
+def _calls_in_json(calls: list[dict[str, Any]]) -> str:
+    return json.dumps({"tool_calls": calls}, ensure_ascii=False)
+
+
+def _calls_in_words(calls: list[dict[str, Any]]) -> str:
+    def arguments(value: object) -> str:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    said = "; ".join(f"{c['name']} with {arguments(c['arguments'])}" for c in calls)
+    return f"I called {said}."
+
+
+def _flush_results(out: list[dict[str, Any]], results: list[dict[str, Any]], words: bool) -> None:
+    if not results:
+        return
+    if not words:
         text = json.dumps({"tool_results": results}, ensure_ascii=False)
-        out.append({"role": "user", "content": text})
-        results.clear()
+    elif len(results) == 1:
+        text = f"Result: {results[0]['content']}"
+    else:
+        lines = (f"- {r['name'] or 'tool'}: {r['content']}" for r in results)
+        text = "Results:\n" + "\n".join(lines)
+    out.append({"role": "user", "content": text})
+    results.clear()
 
 
 def _add_to_system(out: list[dict[str, Any]], section: str) -> None:
@@ -204,17 +264,36 @@ def _add_to_system(out: list[dict[str, Any]], section: str) -> None:
         out.insert(0, {"role": "system", "content": section})
 
 
-# --- the reply -------------------------------------------------------------------------------
+# --- the reply's schema --------------------------------------------------------------------
 
 
-def tool_reply_schema(spec: ToolSpec) -> dict[str, Any]:
-    """The JSON schema of a reply in this format (for constrained decoding).
+def tool_reply_schema(
+    spec: ToolSpec, *, response_schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON schema of a reply under ``spec``, for constrained decoding:
 
-    Each tool's ``$defs`` move to the top, renamed ``<tool>.<name>``, so its ``$ref``s still
-    resolve inside the combined schema.
+    * each call is ``anyOf`` one item per tool, ``{"name": {"const": <tool>}, "arguments":
+      <its parameters>}``, ``name`` first: the tool is chosen before its arguments are
+      written, and they must fit the tool chosen;
+    * at least one call; exactly one when ``spec.parallel`` is false;
+    * ``auto`` allows either shape, ``required`` and a named tool only calls; with a
+      ``response_schema`` (``response_format`` next to tools) the ``response`` follows it
+      instead of being a string;
+    * each tool's parameters move under the root's ``$defs`` (``embed_schema``), so their own
+      ``$defs`` and ``$ref``s (pydantic writes them) keep working.
+
+    >>> weather = {"type": "function", "function": {"name": "get_weather"}}
+    >>> schema = tool_reply_schema(active_tools([weather], "required"))
+    >>> schema["properties"]["tool_calls"]["minItems"]
+    1
     """
     defs: dict[str, Any] = {}
-    calls = [_call_schema(tool, defs) for tool in spec.tools]
+    calls = [
+        _object(
+            name={"const": t["name"]}, arguments=embed_schema(t["parameters"], defs, f"tool{i}")
+        )
+        for i, t in enumerate(spec.tools)
+    ]
     array: dict[str, Any] = {
         "type": "array",
         "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
@@ -222,83 +301,20 @@ def tool_reply_schema(spec: ToolSpec) -> dict[str, Any]:
     }
     if not spec.parallel:
         array["maxItems"] = 1
-    schema: dict[str, Any] = _object({"tool_calls": array})
+    schema = _object(tool_calls=array)
     if spec.mode == "auto":
-        schema = {"anyOf": [schema, _object({"response": {"type": "string"}})]}
-    if defs:
-        schema["$defs"] = defs
-    return schema
+        response: Any = {"type": "string"}
+        if response_schema is not None:
+            response = embed_schema(dict(response_schema), defs, "response")
+        schema = {"anyOf": [_object(response=response), schema]}
+    return {**schema, "$defs": defs} if defs else schema
 
 
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
+def _object(**properties: Any) -> dict[str, Any]:
+    """A closed object schema whose properties are all required, in the order given."""
     return {
         "type": "object",
         "properties": properties,
         "required": list(properties),
         "additionalProperties": False,
     }
-
-
-def _call_schema(tool: Mapping[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    parameters = json.loads(json.dumps(tool["parameters"]))  # a deep copy, plain JSON
-    prefix = f"{tool['name']}."
-    for name, definition in (parameters.pop("$defs", None) or {}).items():
-        defs[prefix + name] = _moved_refs(definition, prefix)
-    return _object(
-        {
-            "name": {"type": "string", "const": tool["name"]},
-            "arguments": _moved_refs(parameters, prefix),
-        }
-    )
-
-
-def _moved_refs(node: Any, prefix: str) -> Any:
-    if isinstance(node, list):
-        return [_moved_refs(item, prefix) for item in node]
-    if not isinstance(node, dict):
-        return node
-    moved = {key: _moved_refs(value, prefix) for key, value in node.items()}
-    ref = moved.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        moved["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
-    return moved
-
-
-@dataclass(frozen=True)
-class ToolCallText:
-    name: str
-    arguments: str  # compact JSON, as OpenAI sends it
-
-
-@dataclass(frozen=True)
-class ToolReply:
-    """A reply read back: either ``tool_calls`` or the ``content`` of a direct answer."""
-
-    content: str | None
-    tool_calls: tuple[ToolCallText, ...] = ()
-
-
-def parse_tool_reply(text: str) -> ToolReply:
-    """Read a reply written in this format; ``ValueError`` if it is not one.
-
-    >>> parse_tool_reply('{"tool_calls": [{"name": "f", "arguments": {"x": 1}}]}').tool_calls
-    (ToolCallText(name='f', arguments='{"x":1}'),)
-    >>> parse_tool_reply('{"response": "Hi!"}').content
-    'Hi!'
-    """
-    data = json.loads(text)
-    if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
-        calls = []
-        for call in data["tool_calls"]:
-            if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
-                raise ValueError(f"a tool call must be an object with a name: {call!r}")
-            arguments = json.dumps(
-                call.get("arguments", {}), ensure_ascii=False, separators=(",", ":")
-            )
-            calls.append(ToolCallText(call["name"], arguments))
-        return ToolReply(None, tuple(calls))
-    if isinstance(data, dict) and isinstance(data.get("response"), str):
-        return ToolReply(data["response"])
-    raise ValueError(
-        f'expected {{"tool_calls": [...]}} or {{"response": "..."}}, got {text[:200]!r}'
-    )

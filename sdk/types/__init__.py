@@ -98,6 +98,7 @@ from .error import (
 )
 from .model import (
     Model,
+    ModelCapabilities,
     ModelList,
 )
 from .parsed import (
@@ -281,6 +282,7 @@ __all__ = [
     "JSONSchema",
     "JSONSchemaParam",
     "Model",
+    "ModelCapabilities",
     "ModelList",
     "NamedTool",
     "NamedToolParam",

@@ -4,7 +4,8 @@ Request path, outermost first::
 
     RequestContextMiddleware   x-request-id, access log line, last-resort 500
     APIKeyMiddleware           401 unless the Bearer key matches (only with api_key)
-    BodyLimitMiddleware        413 above max_body_bytes (Content-Length and streamed bytes)
+    BodyLimitMiddleware        413 above max_body_bytes (Content-Length and streamed bytes),
+                               408 for a body not complete within body_timeout_s
     FastAPI router             routes_*; errors.* handlers give OpenAI-shaped 4xx/5xx
     static web page            at /, when server_ref/api/static/index.html exists
 """
@@ -29,6 +30,8 @@ from server_ref.api.state import ServerState
 from server_ref.engine.types import EngineClient
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+# A whole body of the maximum size at 70 KB/s (a poor mobile uplink) still arrives in time.
+DEFAULT_BODY_TIMEOUT_S = 60.0
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -38,6 +41,7 @@ def create_app(
     api_key: str | None = None,
     served_model_name: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     retry_after: float = 1.0,
     enable_web: bool = True,
     web_dir: Path | None = None,
@@ -45,7 +49,9 @@ def create_app(
     """The OpenAI-compatible HTTP app serving ``engine``.
 
     ``served_model_name`` defaults to the engine's model id; requests may name either.
-    ``retry_after`` is the least ``Retry-After`` (seconds) sent with a 429. The web page is
+    ``retry_after`` is the least ``Retry-After`` (seconds) sent with a 429 (and a 503 when the
+    server stopped a request). ``body_timeout_s`` bounds how long a request body may take to
+    arrive, counted from the start of the request. The web page is
     mounted at ``/`` when ``enable_web`` and ``web_dir`` (default: the package's ``static/``)
     holds an ``index.html``.
 
@@ -69,7 +75,7 @@ def create_app(
     app.include_router(routes_misc.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_completions.router)
-    install_openapi(app)
+    install_openapi(app, api_key=bool(api_key))
 
     static = web_dir if web_dir is not None else STATIC_DIR
     if enable_web and (static / "index.html").is_file():
@@ -78,7 +84,9 @@ def create_app(
         app.mount("/", _BehindTheAPI(app, files), name="web")
 
     # add_middleware wraps: the last added is the outermost.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s
+    )
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
     app.add_middleware(RequestContextMiddleware)

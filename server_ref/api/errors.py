@@ -12,9 +12,10 @@ The tree (the HTTP status is the class attribute ``status_code``)::
     ├── AuthenticationError     401 code=invalid_api_key
     ├── NotFoundError           404 (unknown route, or code=model_not_found)
     ├── MethodNotAllowedError   405
+    ├── RequestTimeoutError     408 code=request_timeout (the body did not arrive in time)
     ├── PayloadTooLargeError    413 code=request_too_large
     ├── OverloadedError         429 code=rate_limit_exceeded, Retry-After header
-    └── ServiceUnavailableError 503 (engine not ready)
+    └── ServiceUnavailableError 503 (engine not ready, shutting down), Retry-After when known
 
 Handlers registered by ``install_error_handlers`` turn ``APIError``, Starlette's
 ``HTTPException`` (unknown route, wrong method) and FastAPI's ``RequestValidationError`` into
@@ -90,6 +91,16 @@ class MethodNotAllowedError(APIError):
     default_code = "method_not_allowed"
 
 
+class RequestTimeoutError(APIError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        # the rest of the body may still come: the connection cannot carry another request
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class PayloadTooLargeError(APIError):
     status_code = 413
     error_type = "invalid_request_error"
@@ -121,16 +132,25 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def validation_error(exc: ValidationError | RequestValidationError) -> BadRequestError:
+def validation_error(
+    exc: ValidationError | RequestValidationError, data: Any = None
+) -> BadRequestError:
     """A 400 naming the offending fields, e.g. ``temperature: Input should be ...``.
 
     Errors from the members of a union (``stop`` is a string or a list) share one field
-    name and are joined with "or".
+    name and are joined with "or". With the request body (``data``), the member names of
+    tagged unions are left out too: ``tools[0].function.name``, not
+    ``tools[0].function.function.name``.
     """
     errors: Sequence[Any] = exc.errors()
+    if data is None and isinstance(exc, RequestValidationError):
+        data = exc.body
     by_field: dict[str, list[str]] = {}
     for err in errors:
-        msgs = by_field.setdefault(_format_loc(err.get("loc", ())), [])
+        loc = list(err.get("loc", ()))
+        if isinstance(exc, RequestValidationError) and loc:
+            loc = loc[1:]  # FastAPI's location: ('query', 'ranks') -> ('ranks',)
+        msgs = by_field.setdefault(_format_loc(loc, data), [])
         msg = str(err.get("msg", "invalid value"))
         if msg not in msgs:
             msgs.append(msg)
@@ -154,17 +174,28 @@ def _is_union_tag(part: str) -> bool:
     )
 
 
-def _format_loc(loc: Sequence[Any]) -> str:
-    """('messages', 0, 'role') -> 'messages[0].role'; FastAPI's leading 'body' is dropped."""
+def _is_type_tag(node: Any, part: str) -> bool:
+    """A tagged union (``sdk.types._union``) names its member after the value's ``type``, or
+    "other" for a type it does not know."""
+    return isinstance(node, dict) and part in (node.get("type"), "other")
+
+
+def _format_loc(loc: Sequence[Any], data: Any = None) -> str:
+    """('messages', 0, 'role') -> 'messages[0].role'. ``data`` (the body) is walked along to
+    recognise the member names of tagged unions."""
     out = ""
-    parts = list(loc)
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    for part in parts:
+    node, tagged = data, False
+    for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not _is_union_tag(str(part)):
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            tagged = False
+        elif _is_union_tag(str(part)) or (not tagged and _is_type_tag(node, str(part))):
+            tagged = True  # one member name per value: what follows is a field
+        else:
             out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+            tagged = False
     return out
 
 

@@ -10,13 +10,16 @@ Engine failures are turned into ``APIError``s here, in one place::
     QueueFullError  -> 429 + Retry-After     (at submission)
     ValueError      -> 400                   (at submission: a prompt the engine can never run)
     EngineDeadError -> 500                   (at submission or mid-stream)
-    output.error    -> 500                   (mid-stream)
+    finish "error"  -> 500, output.error     (mid-stream: this request or its batch failed)
+    finish "abort"  -> 503 + Retry-After     (mid-stream: the server stopped it, output.error
+                                              says why: shutting down, client not reading)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -140,9 +143,9 @@ class Generation:
                 choice = self.choices[i]
                 if choice.tracker is not None:
                     choice.tracker.observe(out)
-                if out.error is not None or out.finish_reason == "error":
+                if out.finish_reason == "error":
                     self._finish(choice, "error")
-                    raise APIError(f"The inference engine failed: {out.error or 'unknown error'}")
+                    raise APIError(out.error or "The inference engine failed this request.")
                 choice.text.append(out.text)
                 if out.logprobs:
                     choice.logprobs.extend(out.logprobs)
@@ -151,9 +154,12 @@ class Generation:
                 if out.finished:
                     if out.finish_reason == "abort":
                         # We abort only on disconnect, after which nobody reads; this is the
-                        # engine dropping the request by itself (shutdown, preemption failure).
+                        # server stopping the request (shutdown, a client that stopped reading).
                         self._finish(choice, "abort")
-                        raise ServiceUnavailableError("The request was aborted by the server.")
+                        raise ServiceUnavailableError(
+                            out.error or "The request was aborted by the server.",
+                            headers={"Retry-After": str(max(1, math.ceil(self._retry_after)))},
+                        )
                     self._finish(choice, out.finish_reason or "stop")
                 yield choice, out
         except Exception as exc:
@@ -212,15 +218,19 @@ async def _merge(
         async for out in streams[0]:
             yield 0, out
         return
-    queue: asyncio.Queue[tuple[int, StepOutput | BaseException | None]] = asyncio.Queue()
+    # Bounded, so a reader that stops reading leaves the outputs in the engine's queues, where
+    # AsyncEngine notices the slow consumer, instead of here, where nothing would.
+    queue: asyncio.Queue[tuple[int, StepOutput | BaseException | None]] = asyncio.Queue(
+        maxsize=len(streams)
+    )
 
     async def pump(i: int, stream: AsyncIterator[StepOutput]) -> None:
         try:
             async for out in stream:
-                queue.put_nowait((i, out))
-            queue.put_nowait((i, None))
+                await queue.put((i, out))
+            await queue.put((i, None))
         except Exception as exc:
-            queue.put_nowait((i, exc))
+            await queue.put((i, exc))
 
     tasks = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(streams)]
     try:

@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares: request id + access log + last-resort 500, and the body size limit.
+"""Pure ASGI middlewares: request id + access log + last-resort 500, and the body's limits.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses and client disconnects pass
 through untouched.
@@ -6,6 +6,7 @@ through untouched.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -15,7 +16,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server_ref.api.errors import APIError, BadRequestError, PayloadTooLargeError
+from server_ref.api.errors import (
+    APIError,
+    BadRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+)
 
 access_logger = logging.getLogger("server_ref.access")
 error_logger = logging.getLogger("server_ref.api")
@@ -92,17 +98,21 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over ``max_body_bytes``.
+    """413 for bodies over ``max_body_bytes``, 408 for one not complete ``body_timeout_s``
+    after the request started (a client that stops sending would otherwise hold its
+    connection and its handler forever: uvicorn has no body timeout).
 
-    Checked twice: up front from ``Content-Length``, and while the body streams in (chunked
-    uploads have no length). The streaming check raises ``PayloadTooLargeError`` out of
+    The size is checked twice: up front from ``Content-Length``, and while the body streams in
+    (chunked uploads have no length). Both checks on the streamed body raise out of
     ``receive``; the endpoint is reading the body at that moment, so the exception handler
-    answers before any response started.
+    answers before any response started. Once the body is complete, ``receive`` (which then
+    only waits for a disconnect) is left alone.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 60.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,17 +130,30 @@ class BodyLimitMiddleware:
                     await self._too_large().response()(scope, receive, send)
                     return
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def bounded_receive() -> Message:
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"The request body did not arrive within {self.body_timeout_s:g} seconds."
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise self._too_large()
+                complete = not message.get("more_body", False)
+            else:
+                complete = True  # http.disconnect
             return message
 
-        await self.app(scope, counting_receive, send)
+        await self.app(scope, bounded_receive, send)
 
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import jinja2
 
-from sdk.tokens import template_messages
 from sdk.types import ChatMessage
 from server_ref.api.errors import BadRequestError
 from server_ref.engine.types import PromptTokenizer
-
-
-def message_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the chat template expects them: text parts joined, ``None`` -> ``""``.
-
-    The SDK counts tokens from the same function, so its counts match ``usage``.
-    """
-    return template_messages(messages)
 
 
 def render_chat(
     tokenizer: PromptTokenizer,
     messages: Sequence[ChatMessage],
     *,
+    tools: Sequence[object] | None = None,
+    tool_choice: object = None,
+    parallel_tool_calls: bool | None = None,
     add_generation_prompt: bool = True,
 ) -> list[int]:
-    """Chat template, then tokens (special-token text in the template is parsed as such)."""
+    """Chat template (with the tools, ``sdk.tokens.render_chat``), then tokens: the ids a
+    client's ``count_chat`` counts. Special-token text in the template is parsed as such."""
     try:
-        text = tokenizer.apply_chat_template(
-            message_dicts(messages), add_generation_prompt=add_generation_prompt
+        text = tokenizer.render_chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
         )
     except (ValueError, jinja2.TemplateError) as exc:
         # The template refused these messages (e.g. roles that do not alternate).

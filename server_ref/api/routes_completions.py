@@ -13,10 +13,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from sdk.types import Completion, CompletionChoice, CompletionUsage
+from server_ref.api import unsupported
 from server_ref.api.errors import BadRequestError
 from server_ref.api.generation import ChoiceSpec, ChoiceState, Generation, until_disconnect
 from server_ref.api.logprobs import completion_logprobs
-from server_ref.api.openapi import request_body
+from server_ref.api.openapi import errors, json_or_stream, request_body
 from server_ref.api.sampling import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
     base_params,
@@ -33,12 +34,13 @@ router = APIRouter(tags=["openai"])
 
 
 def tokenize_prompts(state: ServerState, prompt: Any) -> list[list[int]]:
-    """The four prompt forms (str, [str], [int], [[int]]) as a list of token-id lists."""
+    """The four prompt forms (str, [str], [int], [[int]]) as a list of token-id lists.
+
+    Validation has made sure none is empty, so none is empty after tokenization either.
+    """
     tokenizer = state.engine.tokenizer
     if isinstance(prompt, str):
         prompts = [tokenizer.encode(prompt, allow_special=True)]
-    elif not prompt:
-        raise BadRequestError("prompt must not be an empty list.", param="prompt")
     elif isinstance(prompt[0], str):
         prompts = [tokenizer.encode(p, allow_special=True) for p in prompt]
     elif isinstance(prompt[0], int):
@@ -46,10 +48,7 @@ def tokenize_prompts(state: ServerState, prompt: Any) -> list[list[int]]:
     else:
         prompts = [list(p) for p in prompt]
     for i, ids in enumerate(prompts):
-        param = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
-        if not ids:
-            raise BadRequestError(f"{param} is empty.", param="prompt")
-        state.check_token_ids(ids, param=param)
+        state.check_token_ids(ids, param="prompt" if len(prompts) == 1 else f"prompt[{i}]")
     return prompts
 
 
@@ -137,24 +136,20 @@ def completion_body(
     summary="Create a text completion (streams SSE when stream=true)",
     openapi_extra=request_body(ServerCompletionRequest),
     response_model=None,
-    responses={200: {"model": Completion}},
+    responses={**json_or_stream(Completion, Completion), **errors(400, 404, 429)},
 )
 async def create_completion(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerCompletionRequest)
     state.check_model(req.model)
-    reject_unsupported(req)
-    if req.suffix:
-        raise BadRequestError("suffix is not supported by this server.", param="suffix")
+    reject_unsupported(req, unsupported.COMPLETION)
     n = req.n or 1
-    if req.best_of is not None and req.best_of != n:
-        raise BadRequestError("best_of other than n is not supported.", param="best_of")
     if req.echo and req.logprobs is not None:
         # Echo with logprobs asks for prompt logprobs, which the engine does not compute.
         raise BadRequestError("echo together with logprobs is not supported.", param="echo")
     engine = state.engine
     prompts = tokenize_prompts(state, req.prompt)
-    base = base_params(req, logprobs=req.logprobs)
+    base = base_params(req, logprobs=req.logprobs, vocab_size=engine.model_info.vocab_size)
     specs: list[ChoiceSpec] = []
     for p, ids in enumerate(prompts):
         max_tokens = resolve_max_tokens(

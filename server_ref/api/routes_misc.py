@@ -2,27 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
-from sdk.types import DetokenizeResponse, Model, ModelList, TokenizeResponse
+from sdk.tokens import template_uses_tools
+from sdk.types import DetokenizeResponse, Model, ModelCapabilities, ModelList, TokenizeResponse
 from server_ref.api.errors import BadRequestError, ServiceUnavailableError
 from server_ref.api.metrics import CONTENT_TYPE
-from server_ref.api.openapi import request_body
+from server_ref.api.openapi import errors, request_body
 from server_ref.api.prompts import render_chat
-from server_ref.api.schemas import ServerDetokenizeRequest, ServerTokenizeRequest, parse_body
+from server_ref.api.schemas import (
+    ModelPath,
+    ServerDetokenizeRequest,
+    ServerTokenizeRequest,
+    parse_body,
+)
 from server_ref.api.state import ServerState, get_state
 
 router = APIRouter()
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
 def _model_card(state: ServerState) -> Model:
     info = state.engine.model_info
+    template = state.engine.tokenizer.chat_template
+    tool_format = None  # no chat template: no chat, no tools
+    if template is not None:
+        tool_format = "template" if template_uses_tools(template) else "generic"
+    capabilities = ModelCapabilities(
+        input_modalities=["text"],
+        output_modalities=["text"],
+        tools=template is not None,
+        tool_format=tool_format,
+        response_formats=["text", "json_object", "json_schema"],
+    )
     return Model(
         id=state.served_model_name,
         created=info.created,
         owned_by=info.owned_by,
         max_model_len=info.context_length,
+        capabilities=capabilities,
     )
 
 
@@ -32,8 +58,10 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"))
 
 
-@router.get("/v1/models/{model_id:path}", tags=["openai"], response_model=Model)
-async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
+@router.get(
+    "/v1/models/{model_id:path}", tags=["openai"], response_model=Model, responses=errors(404)
+)
+async def retrieve_model(model_id: ModelPath, request: Request) -> JSONResponse:
     state = get_state(request)
     state.check_model(model_id)
     return JSONResponse(_model_card(state).model_dump(mode="json"))
@@ -45,7 +73,7 @@ async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
     summary="Token ids of a prompt, or of chat messages rendered with the chat template",
     openapi_extra=request_body(ServerTokenizeRequest),
     response_model=None,
-    responses={200: {"model": TokenizeResponse}},
+    responses={200: {"model": TokenizeResponse}, **errors(400, 404)},
 )
 async def tokenize(request: Request) -> JSONResponse:
     state = get_state(request)
@@ -56,9 +84,14 @@ async def tokenize(request: Request) -> JSONResponse:
         add_generation_prompt = (
             True if req.add_generation_prompt is None else req.add_generation_prompt
         )
-        if not req.messages:
-            raise BadRequestError("messages must not be empty.", param="messages")
-        tokens = render_chat(tokenizer, req.messages, add_generation_prompt=add_generation_prompt)
+        tokens = render_chat(
+            tokenizer,
+            req.messages,
+            tools=req.tools,
+            tool_choice=req.tool_choice,
+            parallel_tool_calls=req.parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
+        )
     else:
         # Our tokenizer adds no BOS, so the nearest meaning of add_special_tokens is whether
         # special-token text in the prompt is parsed as special tokens (the default, as in
@@ -77,7 +110,7 @@ async def tokenize(request: Request) -> JSONResponse:
     summary="Text of a list of token ids",
     openapi_extra=request_body(ServerDetokenizeRequest),
     response_model=None,
-    responses={200: {"model": DetokenizeResponse}},
+    responses={200: {"model": DetokenizeResponse}, **errors(400, 404)},
 )
 async def detokenize(request: Request) -> JSONResponse:
     state = get_state(request)
@@ -91,13 +124,24 @@ async def detokenize(request: Request) -> JSONResponse:
     return JSONResponse(DetokenizeResponse(prompt=text).model_dump(mode="json"))
 
 
-@router.get("/health", tags=["ops"], summary="200 when the model is loaded and the engine runs")
+@router.get(
+    "/health",
+    tags=["ops"],
+    summary="200 when the model is loaded and the engine runs, else 503",
+    response_model=Health,
+)
 async def health(request: Request) -> JSONResponse:
     if not get_state(request).engine.is_ready():
         raise ServiceUnavailableError("The model is loading or the engine is not running.")
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE)

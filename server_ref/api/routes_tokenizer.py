@@ -13,14 +13,17 @@ answers 404, as a server without this extension would, and clients fall back to 
 from __future__ import annotations
 
 import weakref
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import PlainTextResponse
 from starlette.responses import JSONResponse, Response
 
 from sdk.tokens import export_tokenizer
 from sdk.types import TokenizerExport
-from server_ref.api.errors import BadRequestError, NotFoundError
+from server_ref.api.errors import NotFoundError
+from server_ref.api.openapi import errors
+from server_ref.api.schemas import ModelPath
 from server_ref.api.state import ServerState, get_state
 
 router = APIRouter(tags=["extensions"])
@@ -87,19 +90,33 @@ def _export(state: ServerState) -> tuple[TokenizerExport, bytes]:
     return export.model_copy(update=update), ranks_file
 
 
+_ETAG = {"description": "The rank file's sha256, quoted.", "schema": {"type": "string"}}
+
+
 @router.get(
     "/v1/models/{model_id:path}/tokenizer/ranks",
     summary="The model's mergeable ranks in tiktoken's file format",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "headers": {"ETag": {**_ETAG, "required": True}},
+        },
+        304: {"description": "If-None-Match named this file's ETag", "headers": {"ETag": _ETAG}},
+        **errors(404),
+    },
 )
-async def tokenizer_ranks(model_id: str, request: Request) -> Response:
+async def tokenizer_ranks(
+    model_id: ModelPath,
+    request: Request,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
     state = get_state(request)
     state.check_model(model_id)
     export, ranks_file = _export(state)
     etag = f'"{export.ranks_sha256}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-    if request.headers.get("if-none-match") == etag:
+    if if_none_match == etag:
         return Response(status_code=304, headers=headers)
     return Response(ranks_file, media_type="text/plain; charset=us-ascii", headers=headers)
 
@@ -108,15 +125,20 @@ async def tokenizer_ranks(model_id: str, request: Request) -> Response:
     "/v1/models/{model_id:path}/tokenizer",
     summary="Everything a client needs to rebuild the model's tokenizer and chat template",
     response_model=TokenizerExport,
+    responses=errors(400, 404),
 )
-async def tokenizer_export(model_id: str, request: Request) -> JSONResponse:
+async def tokenizer_export(
+    model_id: ModelPath, request: Request, ranks: Literal["url", "inline"] = "url"
+) -> JSONResponse:
+    """The export; ``?ranks=inline`` puts the rank file in the body instead of linking it.
+
+    A tokenizer that is not a byte-level BPE vocabulary is a 404 (code
+    tokenizer_not_exportable), as on a server without this extension.
+    """
     state = get_state(request)
     state.check_model(model_id)
-    mode = request.query_params.get("ranks", "url")
-    if mode not in ("url", "inline"):
-        raise BadRequestError(f"ranks must be 'url' or 'inline', got {mode!r}.", param="ranks")
     export, ranks_file = _export(state)
-    if mode == "inline":
+    if ranks == "inline":
         body = export.model_copy(update={"ranks": ranks_file.decode("ascii")})
     else:
         body = export.model_copy(update={"ranks_url": RANKS_PATH})

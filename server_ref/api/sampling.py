@@ -12,27 +12,40 @@ from server_ref.api.errors import BadRequestError, ContextLengthError
 from server_ref.api.schemas import ServerSamplingFields
 from server_ref.engine.types import ModelInfo, SamplingParams
 
-_TOKEN_ID = re.compile(r"[0-9]{1,12}")
+# A token id in decimal, as JSON object keys carry them: no sign, no leading zeros (the
+# OpenAPI document states the same pattern, bounded by the vocabulary)
+TOKEN_ID_KEY = re.compile(r"0|[1-9][0-9]{0,11}")
 OPENAI_DEFAULT_TEMPERATURE = 1.0  # OpenAI's default; llama.cpp's 0.8 would surprise clients
 
 
-def parse_logit_bias(logit_bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
-    """``{"50256": -100}`` -> ``((50256, -100.0),)``; a key that is not a token id is a 400."""
+def parse_logit_bias(
+    logit_bias: dict[str, float] | None, *, vocab_size: int = 0
+) -> tuple[tuple[int, float], ...]:
+    """``{"50256": -100}`` -> ``((50256, -100.0),)``; a key that is not a token id of the
+    model (when ``vocab_size`` is known) is a 400."""
     if not logit_bias:
         return ()
     out: list[tuple[int, float]] = []
     for key, value in logit_bias.items():
-        if not _TOKEN_ID.fullmatch(key):
+        if not TOKEN_ID_KEY.fullmatch(key):
             raise BadRequestError(
-                f"logit_bias: key {key!r} is not a token id (a non-negative integer string).",
+                f"logit_bias: key {key!r} is not a token id (a non-negative integer written "
+                "without leading zeros).",
                 param="logit_bias",
             )
         token_id = int(key)
+        if vocab_size and token_id >= vocab_size:
+            raise BadRequestError(
+                f"logit_bias: token id {token_id} is outside the vocabulary [0, {vocab_size}).",
+                param="logit_bias",
+            )
         out.append((token_id, float(value)))
     return tuple(out)
 
 
-def base_params(req: ServerSamplingFields, *, logprobs: int | None) -> SamplingParams:
+def base_params(
+    req: ServerSamplingFields, *, logprobs: int | None, vocab_size: int = 0
+) -> SamplingParams:
     """Everything but ``max_tokens`` (which depends on the prompt) and per-choice seeds."""
     stop: tuple[str, ...]
     if req.stop is None:
@@ -53,7 +66,7 @@ def base_params(req: ServerSamplingFields, *, logprobs: int | None) -> SamplingP
         ignore_eos=bool(req.ignore_eos),
         presence_penalty=req.presence_penalty or 0.0,
         frequency_penalty=req.frequency_penalty or 0.0,
-        logit_bias=parse_logit_bias(req.logit_bias),
+        logit_bias=parse_logit_bias(req.logit_bias, vocab_size=vocab_size),
         logprobs=logprobs,
     )
 

@@ -1,9 +1,21 @@
-"""The server's lifecycle: bind, load the model in the background, serve, shut down cleanly.
+"""The server's lifecycle: bind, load the model in the background, serve, drain, stop.
 
 ``serve`` binds the port at once and answers 503 (``readiness.DeferredApp``) while a thread
-loads or pulls the model, then hands every request to the real app. On shutdown the engine
-fails what it still runs before uvicorn closes connections, so open streams end with an error
-event and ``[DONE]`` instead of being cut off when the grace period runs out.
+loads or pulls the model, then hands every request to the real app.
+
+SIGTERM or SIGINT starts a drain (as a load balancer or Kubernetes expects of a replica):
+
+1. the gate answers every new request, ``/health`` included, with 503 + ``Retry-After`` and
+   ``Connection: close``; the requests already admitted run on;
+2. once none is left, or at the drain deadline (``drain_timeout_s`` after the signal), the
+   engine stops whatever still runs: a stream ends with an error event and ``[DONE]``, a
+   waiting non-streaming request gets a 503; they have ``FLUSH_S`` to be written;
+3. uvicorn then closes the listening socket and the connections, and ``serve`` returns, so
+   the process exits 0. A second signal stops at once.
+
+uvicorn's own handling would close the listening socket first (new requests get "connection
+refused", not a 503 saying why) and re-raise the signal after shutdown (exit status 143, or
+a KeyboardInterrupt), so ``EngineServer`` replaces it.
 """
 
 from __future__ import annotations
@@ -13,12 +25,15 @@ import logging
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from server_ref.api.app import create_app
+from server_ref.api.connections import ConnectionLimits, uvicorn_options
 from server_ref.api.readiness import DeferredApp
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
@@ -38,6 +53,10 @@ class ServeOptions:
     enable_web: bool = True  # the chat page at /
     log_level: str = "info"
     progress: registry.Progress | None = None  # reports of a first-use download
+    # Running requests may finish for this long after SIGTERM. 25 s fits, with the flush and
+    # the process exit, inside Kubernetes' default grace period of 30 s before its SIGKILL.
+    drain_timeout_s: float = 25.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def serve(options: ServeOptions) -> None:
@@ -60,8 +79,14 @@ def serve(options: ServeOptions) -> None:
         raise server.failure
 
 
+log = logging.getLogger("server_ref.serve")
+
+FLUSH_S = 1.0  # after the drain deadline: time for the stopped requests' last bytes
+
+
 class EngineServer(uvicorn.Server):
-    """uvicorn's server around a ``DeferredApp`` that ``load`` fills in from another thread."""
+    """uvicorn's server around a ``DeferredApp`` that ``load`` fills in from another thread,
+    with the drain of the module docstring."""
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
@@ -73,11 +98,15 @@ class EngineServer(uvicorn.Server):
                 port=options.port,
                 log_level=options.log_level,
                 access_log=False,  # server_ref.access logs one line per request itself
-                timeout_graceful_shutdown=3,
+                # after the drain only clients that stopped reading can be left
+                timeout_graceful_shutdown=1,
+                **uvicorn_options(options.limits),
             )
         )
         self.engine: AsyncEngine | None = None
         self.failure: BaseException | None = None  # what load raised, for serve to re-raise
+        self._drain_deadline: float | None = None  # time.monotonic() of the deadline
+        self._stopped_at: float | None = None  # when the engine stopped what was left
 
     def load(self) -> None:
         """Build the engine and open the gate; on failure, stop the server (a thread's body)."""
@@ -107,8 +136,40 @@ class EngineServer(uvicorn.Server):
             self.gate.status = "the model failed to load"
             self.should_exit = True
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: it only sets flags, which on_tick acts on.
+        if self._drain_deadline is not None or self.should_exit:
+            log.warning("second signal: stopping now")
+            self.should_exit = self.force_exit = True
+        elif self.gate.app is None:
+            self.should_exit = True  # still loading: nothing to drain
+        else:
+            self.gate.start_draining()
+            self._drain_deadline = time.monotonic() + self.options.drain_timeout_s
+            log.warning(
+                "draining: %d requests running, %g s to finish",
+                self.gate.in_flight,
+                self.options.drain_timeout_s,
+            )
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        if self._drain_deadline is None:
+            return False
+        if self.gate.in_flight == 0:
+            return True
+        now = time.monotonic()
+        if self._stopped_at is None and now >= self._drain_deadline:
+            log.warning("drain deadline: stopping the %d requests left", self.gate.in_flight)
+            if self.engine is not None:
+                self.engine.abort_all()
+            self._stopped_at = now
+        return self._stopped_at is not None and now >= self._stopped_at + FLUSH_S
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Fail what the engine still runs first (see the module docstring).
+        # Whatever the engine still runs (a forced stop) ends with an error event now,
+        # before uvicorn closes the connections.
         if self.engine is not None:
             await asyncio.to_thread(self.engine.shutdown)
         await super().shutdown(sockets)

@@ -16,7 +16,9 @@ class ChunkWriter(Protocol):
 
     def start(self, choice: ChoiceState) -> bytes | None: ...
 
-    def delta(self, choice: ChoiceState, text: str, logprobs: list[TokenLogprob]) -> bytes: ...
+    def delta(self, choice: ChoiceState, text: str, logprobs: list[TokenLogprob]) -> bytes:
+        """The events for new text (possibly none, ``b""``: the logprobs then wait)."""
+        ...
 
     def finish(self, choice: ChoiceState, logprobs: list[TokenLogprob]) -> bytes: ...
 
@@ -41,8 +43,10 @@ async def stream_events(gen: Generation, writer: ChunkWriter) -> AsyncIterator[b
         if out.logprobs:
             waiting.extend(out.logprobs)
         if out.text:
-            pending[choice.index] = []
-            yield writer.delta(choice, out.text, waiting)
+            event = writer.delta(choice, out.text, waiting)
+            if event:  # a tool-call reply's JSON syntax alone shows as nothing
+                pending[choice.index] = []
+                yield event
         if out.finished:
             yield writer.finish(choice, pending.pop(choice.index, []))
     usage = writer.usage(gen.usage())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from sdk.tokens.gguf_vocab import tokenizer_from_gguf
+from server_ref.engine.constraints import GrammarCompiler
 from server_ref.engine.device import pick_device
 from server_ref.engine.engine import EngineTokenizer, LLMEngine
 from server_ref.engine.kv_cache import BlockManager
@@ -87,7 +88,10 @@ def build_engine(path: str, config: EngineConfig | None = None, model_id: str = 
         decode_graphs=device.type == "cuda" and config.cuda_graphs,
         max_batch=config.max_num_seqs,
     )
-    return LLMEngine(runner, tokenizer, scheduler, info)
+    compiler = GrammarCompiler.from_tokenizer(
+        tokenizer, vocab_size=cfg.vocab_size, eos_token_ids=info.eos_token_ids
+    )
+    return LLMEngine(runner, tokenizer, scheduler, info, compiler)
 
 
 def load_engine(

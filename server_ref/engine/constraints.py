@@ -1,7 +1,8 @@
 """Grammar-constrained decoding: token masks that keep a sequence inside a JSON schema.
 
-A ``ConstraintSpec`` says what the output must be (``json_object``, ``json_schema`` with its
-``strict`` flag, a ``regex`` or a ``lark`` grammar). ``GrammarCompiler`` turns a spec into a
+A ``ConstraintSpec`` (plain data in ``engine.types``, built by the API layer) says what the
+output must be (``json_object``, ``json_schema`` with its ``strict`` flag, a ``regex`` or a
+``lark`` grammar). ``GrammarCompiler`` turns a spec into a
 compiled grammar for one model's vocabulary, cached by the spec, and raises ``ConstraintError``
 (a ``ValueError``, so the API answers 400) for an invalid schema or one that uses a keyword the
 grammar engine cannot enforce. Each sequence gets its own ``GrammarMatcher``; per step the
@@ -50,15 +51,16 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import llguidance as llg
 import torch
 from torch import Tensor
 
-from server_ref.engine.schema_rewrite import close_objects
+from sdk.tokens.schema_rewrite import close_objects
+from server_ref.engine.types import ConstraintError, ConstraintSpec
 
 __all__ = [
     "ConstraintError",
@@ -67,57 +69,8 @@ __all__ = [
     "GrammarMatcher",
 ]
 
-ConstraintKind = Literal["json_object", "json_schema", "regex", "lark"]
-
 # separators are regexes since llguidance 1.3; these two match only themselves
 _JSON_FORMAT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-
-
-class ConstraintError(ValueError):
-    """A constraint that cannot be compiled: an invalid schema, regex or grammar, or one that
-    uses a feature the grammar engine cannot enforce. The message names the problem."""
-
-
-@dataclass(frozen=True)
-class ConstraintSpec:
-    """What a sequence's output must match; hashable, so it is also the cache key.
-
-    ``source`` is the schema as compact JSON with its key order kept (property order decides
-    the order the output is generated in), or the regex / Lark text.
-
-    >>> ConstraintSpec.json_schema({"type": "object"}, strict=True)
-    ConstraintSpec(kind='json_schema', source='{"type":"object"}', strict=True)
-    """
-
-    kind: ConstraintKind
-    source: str = ""
-    strict: bool = False
-
-    @classmethod
-    def json_object(cls) -> ConstraintSpec:
-        """Any JSON object (``response_format={"type": "json_object"}``)."""
-        return cls("json_object")
-
-    @classmethod
-    def json_schema(cls, schema: Mapping[str, Any], *, strict: bool = False) -> ConstraintSpec:
-        """A JSON schema; raises ``ConstraintError`` unless it is a JSON object."""
-        if not isinstance(schema, Mapping):
-            raise ConstraintError(f"a JSON schema must be an object, not {type(schema).__name__}")
-        try:
-            source = json.dumps(schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ConstraintError(f"the JSON schema is not valid JSON: {exc}") from None
-        return cls("json_schema", source, strict)
-
-    @classmethod
-    def regex(cls, pattern: str) -> ConstraintSpec:
-        """Output matching ``pattern`` in full (Rust ``regex`` syntax: no look-around)."""
-        return cls("regex", pattern)
-
-    @classmethod
-    def lark(cls, grammar: str) -> ConstraintSpec:
-        """Output matching a Lark grammar, in llguidance's dialect."""
-        return cls("lark", grammar)
 
 
 class _Vocabulary(Protocol):

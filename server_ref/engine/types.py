@@ -1,11 +1,13 @@
 """Plain data that crosses the boundary between the HTTP layer and the engine.
 
-The API layer turns a validated request into ``SamplingParams`` plus prompt token ids and
-reads ``StepOutput`` objects back; nothing here touches torch.
+The API layer turns a validated request into ``SamplingParams`` (with a ``ConstraintSpec`` for
+structured output) plus prompt token ids and reads ``StepOutput`` objects back; nothing here
+touches torch.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -14,6 +16,54 @@ from typing import Any, Literal, Protocol
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "mixed")
 
 FinishReason = Literal["stop", "length", "abort", "error"]
+ConstraintKind = Literal["json_object", "json_schema", "regex", "lark"]
+
+
+class ConstraintError(ValueError):
+    """A constraint that cannot be compiled: an invalid schema, regex or grammar, or one that
+    uses a feature the grammar engine cannot enforce. The message names the problem."""
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """What a sequence's output must match; hashable, so it is also the cache key.
+
+    ``source`` is the schema as compact JSON with its key order kept (property order decides
+    the order the output is generated in), or the regex / Lark text.
+
+    >>> ConstraintSpec.json_schema({"type": "object"}, strict=True)
+    ConstraintSpec(kind='json_schema', source='{"type":"object"}', strict=True)
+    """
+
+    kind: ConstraintKind
+    source: str = ""
+    strict: bool = False
+
+    @classmethod
+    def json_object(cls) -> ConstraintSpec:
+        """Any JSON object (``response_format={"type": "json_object"}``)."""
+        return cls("json_object")
+
+    @classmethod
+    def json_schema(cls, schema: Mapping[str, Any], *, strict: bool = False) -> ConstraintSpec:
+        """A JSON schema; raises ``ConstraintError`` unless it is a JSON object."""
+        if not isinstance(schema, Mapping):
+            raise ConstraintError(f"a JSON schema must be an object, not {type(schema).__name__}")
+        try:
+            source = json.dumps(schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConstraintError(f"the JSON schema is not valid JSON: {exc}") from None
+        return cls("json_schema", source, strict)
+
+    @classmethod
+    def regex(cls, pattern: str) -> ConstraintSpec:
+        """Output matching ``pattern`` in full (Rust ``regex`` syntax: no look-around)."""
+        return cls("regex", pattern)
+
+    @classmethod
+    def lark(cls, grammar: str) -> ConstraintSpec:
+        """Output matching a Lark grammar, in llguidance's dialect."""
+        return cls("lark", grammar)
 
 
 @dataclass(frozen=True)
@@ -33,6 +83,9 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: int | None = None  # None: off; k >= 0: chosen token plus top-k alternatives
+    # the output must match this grammar (engine.constraints); the sequence finishes with
+    # "stop" as soon as the grammar is complete
+    constraint: ConstraintSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +167,21 @@ class PromptTokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def apply_chat_template(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
-    ) -> str: ...
+    @property
+    def chat_template(self) -> str | None: ...
+
+    def render_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """The prompt text of a chat request: ``sdk.tokens.render_chat`` with the model's
+        template, exactly what a client's ``count_chat`` renders."""
+        ...
 
 
 class EngineClient(Protocol):
@@ -143,3 +208,7 @@ class EngineClient(Protocol):
     ) -> AsyncIterator[StepOutput]: ...
 
     def abort(self, request_id: str) -> None: ...
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        """Compile ``spec`` (cached); ``ConstraintError`` naming what is wrong with it."""
+        ...

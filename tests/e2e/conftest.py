@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from kit.four_clients import FourClients
+from kit.live_server import LiveServer, live_server
 
 from server_ref.engine.build import EngineConfig, build_engine
 from server_ref.engine.device import pick_device
@@ -43,3 +46,29 @@ def engine_with_dtype(default_gguf: Path, default_engine: LLMEngine) -> Callable
         return default_engine if same else _build_engine(default_gguf, dtype)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def default_server(
+    default_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A ``server_ref serve`` process on the default model, shared by the modules that only
+    send it requests (tools and structured outputs)."""
+    device = os.environ.get("LLM_SDK_TEST_DEVICE", "cpu")
+    args = ["--model", str(default_gguf), "--device", device, "--kv-cache-mib", "256", "--no-web"]
+    env = {"OMP_NUM_THREADS": "1"}  # see test_server_e2e.py: one thread on a shared machine
+    with live_server(args, log_dir=tmp_path_factory.mktemp("default-server"), env=env) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def default_model_id(default_server: LiveServer) -> str:
+    return str(httpx.get(f"{default_server.base_url}/v1/models").json()["data"][0]["id"])
+
+
+@pytest.fixture
+async def clients(default_server: LiveServer) -> AsyncIterator[FourClients]:
+    """openai and this SDK, sync and async, on ``default_server``."""
+    four = FourClients(default_server.base_url)
+    yield four
+    await four.close()

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 from kit.grammar_walk import SCHEMAS, Walker, validate
 
-from sdk.tokens import ModelTokenizer, tokenizer_from_gguf
+from sdk.tokens import (
+    ModelTokenizer,
+    active_tools,
+    parse_tool_reply,
+    tokenizer_from_gguf,
+    tool_reply_schema,
+)
 from server_ref.engine.constraints import ConstraintError, ConstraintSpec, GrammarCompiler
 from server_ref.engine.sampler import unpack_bitmask
-from server_ref.engine.tool_calls import parse_tool_output, tool_call_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -79,12 +84,12 @@ def test_required_tool_calls_parse_and_validate(tok: ModelTokenizer, walker: Wal
         {"type": "function", "function": {"name": n, "parameters": SCHEMAS[s]}}
         for n, s in [("get_weather", "weather_args"), ("search", "search_query")]
     ]
-    schema = tool_call_schema(tools, "required", parallel_tool_calls=False)
-    assert schema is not None
-    spec = ConstraintSpec.json_schema(schema)
+    tool_spec = active_tools(tools, "required", parallel_tool_calls=False)
+    assert tool_spec is not None
+    spec = ConstraintSpec.json_schema(tool_reply_schema(tool_spec))
     for seed in range(4):
         ids = walker.walk(walker.compiler.matcher(spec), seed=seed, free_steps=20 * seed)
-        (call,) = parse_tool_output(tok.decode_bytes(ids).decode("utf-8")).tool_calls
+        (call,) = parse_tool_reply(tok.decode_bytes(ids).decode("utf-8")).tool_calls
         params = SCHEMAS["weather_args" if call.name == "get_weather" else "search_query"]
         validate(params, call.arguments)
 

@@ -66,6 +66,7 @@ def test_every_example_has_a_docstring_that_says_how_to_run_it() -> None:
         "fit_long_conversation.py",
         "quickstart.py",
         "retries_and_timeouts.py",
+        "tool_loop.py",
     ]
     for name in names:
         source = (EXAMPLES / name).read_text()
@@ -109,6 +110,16 @@ def test_fit_long_conversation(server: LiveServer) -> None:
     assert 2 < kept < total
     # The server's own count of what was sent equals the local plan: counting is exact.
     assert "local plan" in out and ": the same count" in out
+
+
+def test_tool_loop(server: LiveServer) -> None:
+    out = run_example(server, "tool_loop.py")
+
+    # the model called the Python function with valid arguments, and answered with its result
+    assert "[tool] convert_length(10.0, 'miles', 'kilometers') -> 16.09" in out
+    answer = _between(out, "A: ", "\n")
+    assert "16.09" in answer and "tool_calls" not in answer
+    assert "(1 round of tool calls, 4 messages)" in out
 
 
 def _between(text: str, start: str, end: str) -> str:

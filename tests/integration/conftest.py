@@ -15,14 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from kit.live_clients import MODES, OpenAICalls
-from kit.live_server import LiveServer, ServerFactory, live_server
+from kit.live_server import TINY_ENV, LiveServer, ServerFactory, live_server
 
 # 16 MiB of KV cache is 512 blocks of 16 tokens for the tiny model: room for every test here,
 # and small enough that a leaked block shows in the usage gauge.
 TINY_ARGS = ("--device", "cpu", "--kv-cache-mib", "16")
-# One intra-op thread: the tiny model gains nothing from two, and on a shared 2-core machine
-# OpenMP's spinning threads make every step ~20x slower as soon as other work competes.
-TINY_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -79,10 +79,28 @@ CASES = [
     Case("logit-bias-not-an-id", 400, chat(logit_bias={"five": 5}), param="logit_bias"),
     Case("seed-too-big", 400, chat(seed=2**64), param="seed"),
     Case(
-        "tools-unsupported",
+        "tool-choice-unknown-tool",
         400,
-        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
-        param="tools",
+        chat(
+            tools=[{"type": "function", "function": {"name": "f"}}],
+            tool_choice={"type": "function", "function": {"name": "g"}},
+        ),
+        param="tool_choice",
+    ),
+    Case(
+        "image-part",
+        400,
+        chat(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+                    ],
+                }
+            ]
+        ),
+        param="messages[0].content[0]",
     ),
     Case("body-10mb", 413, chat(messages=[{"role": "user", "content": "a" * 10 * MB}])),
     Case("body-10mb-chunked", 413, ten_mb_chunks),

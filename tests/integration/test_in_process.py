@@ -1,6 +1,6 @@
 """The app under a real uvicorn in a thread of the test process, over a real ``AsyncEngine``
 on the tiny model, for what a separate process cannot reach: a device failure injected into
-the runner, and a web page directory of our choosing.
+the runner, the scheduler watched, and a web page directory of our choosing.
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,38 +15,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import torch
-import uvicorn
-from fastapi import FastAPI
+from kit.in_process import running_engine, serve_in_thread
 from kit.live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
 
 from server_ref.api.app import create_app
-from server_ref.engine.async_engine import AsyncEngine
-from server_ref.engine.build import EngineConfig, build_engine
+from server_ref.engine.async_engine import MAX_BATCH_FAILURES_IN_A_ROW, AsyncEngine
 from server_ref.engine.engine import LLMEngine
 
 LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "uvicorn did not shut down within 10 s"
 
 
 class StepFailure:
@@ -69,20 +43,6 @@ class StepFailure:
         return self._execute(*args, **kwargs)
 
 
-@contextlib.contextmanager
-def running_engine(gguf: Path, kv_cache_mib: int = 16) -> Iterator[AsyncEngine]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocess servers (see TINY_ENV in conftest)
-    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib)
-    engine = AsyncEngine(build_engine(str(gguf), config))
-    engine.start()
-    try:
-        yield engine
-    finally:
-        engine.shutdown()
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def engine(tiny_gguf: Path) -> Iterator[AsyncEngine]:
     with running_engine(tiny_gguf) as engine:
@@ -99,7 +59,7 @@ async def _read_sse(response: httpx.Response, lines: Any) -> list[Any]:
     return events
 
 
-async def test_engine_failure_reaches_every_client(
+async def test_a_failing_device_fails_each_batch_then_takes_the_server_down(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failure = StepFailure(engine.engine)
@@ -142,22 +102,29 @@ async def test_engine_failure_reaches_every_client(
             )
             await wait_for_metrics(http, {RUNNING: 3.0}, within=10.0)
 
-            failure.arm(2)
+            failure.arm(2)  # from the second forward pass on, every one fails
 
             events = await asyncio.wait_for(_read_sse(raw, lines), timeout=10)
             assert events[-1] == "[DONE]"
             error = events[-2]["error"]
             assert error["type"] == "server_error"
-            assert "injected device failure" in error["message"]
+            assert "forward pass failed" in error["message"]
 
-            with pytest.raises(openai.APIError, match="injected device failure"):
+            with pytest.raises(openai.APIError, match="forward pass failed"):
                 await asyncio.wait_for(_drain(stream), timeout=10)
 
             r = await asyncio.wait_for(whole, timeout=10)
             assert r.status_code == 500, r.text
             assert r.json()["error"]["type"] == "server_error"
 
-            # the server says it is unhealthy and refuses new work at once
+            # One failed batch may be a passing condition: the server still serves.
+            await wait_for_metrics(http, {RUNNING: 0.0, KV_USAGE: 0.0}, within=2.0)
+            assert (await http.get("/health")).status_code == 200
+            # A device that keeps failing fails every batch; after a few in a row the
+            # server says it is unhealthy and refuses new work at once.
+            for _ in range(MAX_BATCH_FAILURES_IN_A_ROW - 1):
+                r = await http.post("/v1/completions", json={"prompt": "again", **LONG})
+                assert r.status_code == 500, r.text
             health = await http.get("/health")
             assert health.status_code == 503
             assert health.json()["error"]["message"]
@@ -174,6 +141,7 @@ async def test_engine_failure_reaches_every_client(
                 )
                 assert r.status_code == 503, r.text
                 assert r.json()["error"]["type"] == "service_unavailable_error"
+            assert engine.stats().kv_blocks_used == 0
 
 
 async def _drain(stream: Any) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdk.tokens import render_chat
+from server_ref.engine.faults import INTERNAL_ERROR
 from server_ref.engine.types import (
+    ConstraintSpec,
     EngineDeadError,
     EngineStats,
     ModelInfo,
@@ -29,6 +32,13 @@ IM_START, IM_END = 256, 257
 SPECIALS = {"<|im_start|>": IM_START, "<|im_end|>": IM_END}
 _SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIALS))
 ROLES = ("system", "user", "assistant", "tool", "developer")
+CHATML = (
+    "{% for m in messages %}{% if m['role'] not in "
+    + repr(list(ROLES))
+    + " %}{{ raise_exception('unknown role ' ~ m['role']) }}{% endif %}"
+    "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 class ByteTokenizer:
@@ -57,17 +67,26 @@ class ByteTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return b"".join(self.token_bytes(t) for t in ids).decode("utf-8", errors="replace")
 
-    def apply_chat_template(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    chat_template: str | None = CHATML
+
+    def render_chat(
+        self,
+        messages: Sequence[object],
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+        add_generation_prompt: bool = True,
     ) -> str:
-        out = []
-        for m in messages:
-            if m["role"] not in ROLES:
-                raise ValueError(f"unknown role {m['role']!r}")
-            out.append(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n")
-        if add_generation_prompt:
-            out.append("<|im_start|>assistant\n")
-        return "".join(out)
+        assert self.chat_template is not None
+        return render_chat(
+            self.chat_template,
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            add_generation_prompt=add_generation_prompt,
+        )
 
 
 @dataclass
@@ -107,6 +126,10 @@ class FakeEngine:
 
     def abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
+
+    def check_constraint(self, spec: ConstraintSpec) -> None:
+        """The real compiler's check, over this tokenizer's 258 tokens."""
+        _byte_compiler(self.tokenizer).compile(spec)
 
     def reply_for(self, params: SamplingParams) -> str:
         return self.reply if params.seed is None else f"{self.reply} (seed {params.seed})"
@@ -163,7 +186,7 @@ class FakeEngine:
                         True,
                         "error",
                         start,
-                        error="fake failure",
+                        error=INTERNAL_ERROR.format(request_id=request_id),
                     )
                     return
                 chunk = ids[start : start + self.step_tokens]
@@ -226,3 +249,21 @@ def sse_events(text: str) -> list[Any]:
 
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+_COMPILERS: dict[int, Any] = {}
+
+
+def _byte_compiler(tokenizer: ByteTokenizer) -> Any:
+    """A ``GrammarCompiler`` for the byte vocabulary (torch is imported only when needed)."""
+    from server_ref.engine.constraints import GrammarCompiler
+
+    if not _COMPILERS:
+        _COMPILERS[0] = GrammarCompiler(
+            [tokenizer.token_bytes(i) for i in range(258)],
+            special_ids=[IM_START, IM_END],
+            eos_token_ids=[IM_END],
+            encode=lambda text: tokenizer.encode(text, allow_special=False),
+            vocab_size=258,
+        )
+    return _COMPILERS[0]

@@ -185,7 +185,11 @@ class StreamRun:
 
 
 async def greedy_chat_stream(
-    client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int
+    client: openai.AsyncOpenAI,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    extra_body: dict[str, Any] | None = None,
 ) -> StreamRun:
     """One greedy streamed chat completion, recording the text and every token's bytes."""
     stream = await client.chat.completions.create(
@@ -195,6 +199,7 @@ async def greedy_chat_stream(
         temperature=0,
         logprobs=True,
         stream=True,
+        extra_body=extra_body,
     )
     run = StreamRun("", [], None)
     async for chunk in stream:

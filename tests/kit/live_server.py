@@ -27,7 +27,14 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # loading torch and a model on a busy 2-core machine
-STOP_TIMEOUT_S = 15.0  # uvicorn's graceful shutdown is 3 s; the engine thread joins after it
+# One intra-op thread for servers of the tiny model: it gains nothing from two, and on a shared
+# 2-core machine OpenMP's spinning threads make every step ~20x slower as soon as other work
+# competes.
+TINY_ENV = {"OMP_NUM_THREADS": "1"}
+# Test servers drain for DRAIN_TIMEOUT_S after SIGINT (a test may pass its own
+# --drain-timeout), then have 1 s to flush and 1 s of uvicorn's graceful shutdown.
+DRAIN_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 15.0
 
 
 class ServerError(RuntimeError):
@@ -79,7 +86,7 @@ def wait_healthy(server: LiveServer, timeout: float = START_TIMEOUT_S) -> None:
 
 
 def stop(server: LiveServer, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGINT (uvicorn's graceful shutdown), then SIGKILL; ``ServerError`` if it was needed."""
+    """SIGINT (the server's graceful drain), then SIGKILL; ``ServerError`` if it was needed."""
     proc = server.process
     if proc.poll() is not None:
         return
@@ -103,7 +110,8 @@ def spawn(
     mode = "wb" if port is None else "ab"
     port = free_port() if port is None else port
     log_path = log_dir / f"server-{port}.log"
-    cmd = [sys.executable, "-m", "server_ref", "serve", *args]
+    cmd = [sys.executable, "-m", "server_ref", "serve", "--drain-timeout", str(DRAIN_TIMEOUT_S)]
+    cmd += args
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open(mode) as log_file:

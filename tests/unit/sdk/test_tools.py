@@ -284,6 +284,33 @@ def test_the_loop_stops_after_max_rounds(api: Api) -> None:
     assert error.completion.choices[0].finish_reason == "tool_calls"
 
 
+def test_on_limit_answer_asks_once_more_without_tools(api: Api) -> None:
+    calling = completion(None, [("get_weather", '{"city": "Paris"}')])
+    script = Script(calling, completion("Sunny in Paris."))
+    result = api.run(
+        lambda c: c.chat.completions.run_tools(
+            model="m",
+            messages=USER,
+            tools=[get_weather],
+            tool_choice="required",
+            max_rounds=1,
+            on_limit="answer",
+        ),
+        api.client(script),
+    )
+    assert result.content == "Sunny in Paris." and result.rounds == 1
+    assert [r.get("tool_choice") for r in script.requests] == ["required", "none"]
+    assert script.requests[1]["messages"][-1]["role"] == "tool"
+    # a service that calls tools anyway under "none" still ends the loop
+    with pytest.raises(sdk.ToolLoopLimitError):
+        api.run(
+            lambda c: c.chat.completions.run_tools(
+                model="m", messages=USER, tools=[get_weather], max_rounds=0, on_limit="answer"
+            ),
+            api.client(Script(calling)),
+        )
+
+
 def test_custom_tool_calls_and_empty_replies(api: Api) -> None:
     custom = completion(None)
     custom["choices"][0]["message"]["tool_calls"] = [

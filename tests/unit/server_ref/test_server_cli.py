@@ -48,8 +48,15 @@ def test_pull_unknown_model_prints_one_error_line() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["no-such-command"], ["pull", "a", "b"], ["models", "--bogus"]],
-    ids=["missing", "unknown", "extra", "bad-option"],
+    [
+        [],
+        ["no-such-command"],
+        ["pull", "a", "b"],
+        ["models", "--bogus"],
+        ["serve", "--drain-timeout", "-1"],
+        ["serve", "--drain-timeout", "nan"],
+    ],
+    ids=["missing", "unknown", "extra", "bad-option", "negative-drain", "nan-drain"],
 )
 def test_usage_errors_are_one_line_with_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -12,7 +12,6 @@ from kit.tokenizer_server import toy_tokenizer
 
 from sdk.tokens import (
     active_tools,
-    parse_tool_reply,
     render_chat,
     render_chat_template,
     template_messages,
@@ -132,9 +131,9 @@ def test_tool_choice_none_and_no_function_tools_render_no_section() -> None:
     assert render_chat(SMOLLM2, [USER], tools=[]) == plain
 
 
-def test_history_details() -> None:
+def history_prompt(**tools: Any) -> str:
     second = {**CALL, "id": "call_2", "function": {"name": "get_time", "arguments": "not json"}}
-    prompt = render_chat(
+    return render_chat(
         SMOLLM2,
         [
             USER,
@@ -144,7 +143,12 @@ def test_history_details() -> None:
             {"role": "tool", "tool_call_id": "call_unknown", "content": "c"},
             {"role": "assistant", "content": "Done."},
         ],
+        **tools,
     )
+
+
+def test_history_details() -> None:
+    prompt = history_prompt(tools=[WEATHER])
     assert (
         '<|im_start|>assistant\nChecking.\n{"tool_calls": [{"name": "get_weather", "arguments": '
         '{"city": "Paris"}}, {"name": "get_time", "arguments": "not json"}]}<|im_end|>'
@@ -158,12 +162,33 @@ def test_history_details() -> None:
     assert user + "<|im_start|>assistant\nDone.<|im_end|>" in prompt
 
 
+@pytest.mark.parametrize("tools", [{}, {"tools": [WEATHER], "tool_choice": "none"}])
+def test_without_tools_the_history_is_told_in_words(tools: dict[str, Any]) -> None:
+    prompt = history_prompt(**tools)
+    assert "# Tools" not in prompt and "tool_calls" not in prompt
+    assert (
+        '<|im_start|>assistant\nChecking.\nI called get_weather with {"city": "Paris"}; '
+        "get_time with not json.<|im_end|>\n"
+        "<|im_start|>user\nResults:\n- get_weather: a\n- clock: b\n- tool: c<|im_end|>\n"
+    ) in prompt
+    one = render_chat(SMOLLM2, TOOL_TURNS)
+    assert one.endswith(
+        '<|im_start|>assistant\nI called get_weather with {"city": "Paris"}.<|im_end|>\n'
+        "<|im_start|>user\nResult: sunny<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
 def test_a_template_that_knows_tools_renders_them_itself() -> None:
     assert template_uses_tools(NATIVE)
     prompt = render_chat(NATIVE, TOOL_TURNS, tools=[WEATHER, TIME], tool_choice="auto")
     assert prompt == (
         '<tools>get_weather:{"type": "object", "properties": {"city": {"type": "string"}}, '
-        '"required": ["city"]};get_time:{"type": "object", "properties": {}};</tools>\n'
+        '"required": ["city"]};get_time:{"type": "object", "properties": {}, '
+        '"additionalProperties": false};</tools>\n'
+        # the reply is constrained to the generic format: the system message says so
+        '[system]Reply with one JSON object and nothing else: {"tool_calls": [{"name": '
+        '"<tool name>", "arguments": {<arguments>}}]} to call tools, or {"response": '
+        '"<your reply>"} to reply to the user directly.\n'
         "[user]Weather in Paris?\n"
         '[assistant]<call>get_weather{"city": "Paris"}</call>\n'
         "[tool]<result id=call_1>sunny</result>\n"
@@ -286,22 +311,47 @@ def test_the_reply_schema_moves_each_tools_defs_to_the_top() -> None:
     spec = active_tools([tool("a", "x"), tool("b", "y")])
     assert spec is not None
     schema = tool_reply_schema(spec)
-    assert sorted(schema["$defs"]) == ["a.P", "b.P"]
+    assert sorted(schema["$defs"]) == ["tool0", "tool1"]  # each tool's own $defs inside
     jsonschema.validate({"tool_calls": [{"name": "b", "arguments": {"p": {"y": 1}}}]}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"tool_calls": [{"name": "b", "arguments": {"p": {"x": 1}}}]}, schema)
 
 
-def test_parse_tool_reply() -> None:
-    reply = parse_tool_reply(
-        '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Zürich"}}, {"name": "f"}]}'
-    )
-    assert reply.content is None
-    assert [(c.name, c.arguments) for c in reply.tool_calls] == [
-        ("get_weather", '{"city":"Zürich"}'),
-        ("f", "{}"),
-    ]
-    assert parse_tool_reply(' {"response": "Hi"} ').content == "Hi"
-    for bad in ['{"tool_calls": [{"arguments": {}}]}', '{"answer": 1}', "[]", "{"]:
-        with pytest.raises(ValueError):
-            parse_tool_reply(bad)
+def test_tools_without_parameters_take_none_and_strict_tools_are_closed() -> None:
+    loose = {"type": "object", "properties": {"a": {"type": "object"}}}
+    strict = {"type": "function", "function": {"name": "s", "parameters": loose, "strict": True}}
+    spec = active_tools([TIME, strict])
+    assert spec is not None
+    schema = tool_reply_schema(spec)
+    jsonschema.validate({"tool_calls": [{"name": "get_time", "arguments": {}}]}, schema)
+    for arguments in [{"x": 1}, {"a": {"extra": 1}}]:
+        for name in ["get_time", "s"]:
+            with pytest.raises(jsonschema.ValidationError):
+                call = {"name": name, "arguments": arguments}
+                jsonschema.validate({"tool_calls": [call]}, schema)
+
+
+def test_a_named_tool_gets_exactly_one_call() -> None:
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    spec = active_tools([WEATHER, TIME], choice)
+    assert spec is not None and spec.named == "get_time" and not spec.parallel
+    schema = tool_reply_schema(spec)
+    call = {"name": "get_time", "arguments": {}}
+    jsonschema.validate({"tool_calls": [call]}, schema)
+    for bad in [{"tool_calls": [call, call]}, {"response": "hi"}]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {"tool_calls": [{"name": "get_weather", "arguments": {"city": "x"}}]}, schema
+        )
+
+
+def test_a_response_schema_shapes_the_auto_reply() -> None:
+    spec = active_tools([WEATHER])
+    assert spec is not None
+    answer = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    schema = tool_reply_schema(spec, response_schema=answer)
+    jsonschema.validate({"response": {"n": 1}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"response": "text"}, schema)

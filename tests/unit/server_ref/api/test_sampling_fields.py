@@ -27,6 +27,8 @@ BASE: dict[str, dict[str, Any]] = {
     "completions": {"prompt": "hi"},
 }
 
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
 # Reviewed: fields that are not sampling controls, and why.
 NOT_SAMPLING = {
     "model": "selects the model (404 when it is not ours)",
@@ -37,14 +39,9 @@ NOT_SAMPLING = {
     "user": "an end-user id for the client's own abuse tracking",
     "echo": "the response's text (the prompt prepended)",
     "suffix": "refused with a 400 when set",
-    "best_of": "refused with a 400 unless it equals n",
-    # tool calling and structured outputs: constrained decoding decided by the route
-    "tools": "the route's constraint (400 while unsupported)",
-    "tool_choice": "the route's constraint (400 while unsupported)",
-    "parallel_tool_calls": "the route's constraint",
-    "functions": "the legacy form of tools (400 while unsupported)",
-    "function_call": "the legacy form of tool_choice (400 while unsupported)",
-    "response_format": "the route's constraint (400 while unsupported)",
+    "best_of": "refused with a 400 unless it is 1 (no extra candidates to rank)",
+    "functions": "the deprecated form of tools: refused with a 400 (send tools)",
+    "function_call": "the deprecated form of tool_choice: refused with a 400",
     # output kinds this text-only server cannot produce: a 400 unless they ask for text
     "audio": "refused with a 400 (text only)",
     "modalities": "refused with a 400 unless it is ['text']",
@@ -81,9 +78,25 @@ NON_DEFAULT: dict[str, Any] = {
     "ignore_eos": True,
     "logprobs": {"chat": True, "completions": 2},
     "top_logprobs": 3,
+    # structured output and tools reach the engine as the grammar of the reply
+    # (SamplingParams.constraint); what they do to the prompt is tested in test_chat_tools.py
+    "response_format": {"type": "json_object"},
+    "tools": [TOOL],
+    "tool_choice": "required",
+    "parallel_tool_calls": False,
 }
 # fields that only take effect next to another one (in the baseline too)
-CONTEXT: dict[str, dict[str, Any]] = {"top_logprobs": {"logprobs": True}}
+CONTEXT: dict[str, dict[str, Any]] = {
+    "top_logprobs": {"logprobs": True},
+    "tool_choice": {"tools": [TOOL]},
+    "parallel_tool_calls": {"tools": [TOOL]},
+}
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    # room for the tool definitions in the prompt, and a reply in the tool-call format
+    return FakeEngine(context_length=4096, reply='{"response": "Hi"}')
 
 
 def fields_of(endpoint: str) -> list[str]:

@@ -251,10 +251,14 @@ async def test_completion_default_budget_echo_and_logprobs(
 ) -> None:
     r = await client.post("/v1/completions", json={"prompt": "Say", "echo": True, "stop": "!"})
     assert r.json()["choices"][0]["text"] == "SayHello there, wor"  # 16 tokens: the default
+    assert r.json()["choices"][0]["finish_reason"] == "length"
     assert engine.requests[0][2].max_tokens == 16  # OpenAI's and vLLM's default
     long_prompt = "x" * (256 - 10)  # leaves room for 10: the default never causes a 400
     await client.post("/v1/completions", json={"prompt": long_prompt})
     assert engine.requests[1][2].max_tokens == 10
+    body = {"prompt": "Say", "echo": True, "stop": "!", "max_tokens": 64}
+    r = await client.post("/v1/completions", json=body)
+    assert r.json()["choices"][0]["text"] == "SayHello there, world"
     r = await client.post("/v1/completions", json={"prompt": "Say", "max_tokens": 3, "logprobs": 2})
     lp = r.json()["choices"][0]["logprobs"]
     assert lp["tokens"] == ["H", "e", "l"]

@@ -35,6 +35,10 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {**CHAT, **fields}
 
 
+TOOL = {"type": "function", "function": {"name": "f"}}
+TOOL_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
 # (name, path, body, field named in the message or None)
 BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("messages missing", "/v1/chat/completions", {"model": "fake-model"}, "messages"),
@@ -76,10 +80,12 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("top_logprobs without logprobs", "/v1/chat/completions", chat(top_logprobs=2),
      "top_logprobs"),
     ("logprobs not bool", "/v1/chat/completions", chat(logprobs=3), "logprobs"),
-    ("tools", "/v1/chat/completions",
-     chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-    ("json mode", "/v1/chat/completions", chat(response_format={"type": "json_object"}),
-     "response_format"),
+    ("legacy functions", "/v1/chat/completions", chat(functions=[{"name": "f"}]), "functions"),
+    ("tool without a name", "/v1/chat/completions",
+     chat(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+    ("json_schema without a schema", "/v1/chat/completions",
+     chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+     "response_format.json_schema.schema"),
     ("seed float", "/v1/chat/completions", chat(seed=1.5), "seed"),
     ("stream_options wrong type", "/v1/chat/completions", chat(stream_options=True),
      "stream_options"),
@@ -100,6 +106,47 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, str | None]] = [
     ("detokenize strings", "/detokenize", {"tokens": ["a"]}, "tokens"),
     ("detokenize negative", "/detokenize", {"tokens": [-1]}, "tokens"),
     ("detokenize out of vocab", "/detokenize", {"tokens": [100000]}, "tokens"),
+    # each refused as the OpenAPI document says (the fuzzer's findings)
+    ("logit_bias out of vocab", "/v1/chat/completions", chat(logit_bias={"258": 1}),
+     "logit_bias"),
+    ("logit_bias leading zero", "/v1/chat/completions", chat(logit_bias={"07": 1}), "logit_bias"),
+    ("best_of equal to n", "/v1/completions", {"prompt": "a", "n": 2, "best_of": 2}, "best_of"),
+    ("best_of on chat", "/v1/chat/completions", chat(best_of=2), "best_of"),
+    ("best_of true", "/v1/completions", {"prompt": "a", "best_of": True}, "best_of"),
+    ("web search with defaults", "/v1/chat/completions", chat(web_search_options={}),
+     "web_search_options"),
+    ("tools on completions", "/v1/completions", {"prompt": "a", "tools": [TOOL]}, "tools"),
+    ("response_format on completions", "/v1/completions",
+     {"prompt": "a", "response_format": {"type": "json_object"}}, "response_format"),
+    ("prompt_logprobs", "/v1/completions", {"prompt": "a", "prompt_logprobs": 1},
+     "prompt_logprobs"),
+    ("unknown part with text", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": [{"type": "input_text", "text": "x"}]}]),
+     "messages[0].content"),
+    ("custom tool call in history", "/v1/chat/completions",
+     chat(messages=[{"role": "assistant", "tool_calls": [
+         {"id": "c", "type": "custom", "custom": {"name": "f", "input": ""}}]}]),
+     "messages[0].tool_calls[0].type"),
+    ("tokenize empty messages", "/tokenize", {"messages": []}, "messages"),
+]  # fmt: skip
+
+# Values of unsupported fields that ask for nothing, and integers written as 2.0 (JSON
+# Schema's integers include them): accepted, as the OpenAPI document says
+ACCEPTED_BODIES: list[tuple[str, str, Any]] = [
+    ("no tools", "/v1/chat/completions", chat(tools=[], tool_choice="none")),
+    ("auto tool choice", "/v1/chat/completions", chat(tool_choice="auto", functions=[])),
+    ("text format", "/v1/chat/completions", chat(response_format={"type": "text"})),
+    ("text modality", "/v1/chat/completions", chat(modalities=["text"], audio=None)),
+    ("empty history tool calls", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": "hi", "tool_calls": []}])),
+    ("text parts", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])),
+    ("best_of 1 and no suffix", "/v1/completions", {"prompt": "a", "best_of": 1, "suffix": ""}),
+    ("integral floats", "/v1/completions",
+     {"prompt": [72.0, 105], "n": 2.0, "max_tokens": 3.0, "best_of": 1.0, "seed": 7.0}),
+    ("token-id logit_bias", "/v1/chat/completions", chat(logit_bias={"0": 1, "257": -1})),
+    ("tokenize without tools", "/tokenize", {"prompt": "a", "tools": [], "tool_choice": "none"}),
+    ("detokenize integral floats", "/detokenize", {"tokens": [72.0, 105.0]}),
 ]  # fmt: skip
 
 
@@ -113,6 +160,15 @@ async def test_bad_bodies_are_400_naming_the_field(
     if field is not None:
         assert field in error["message"], error
     assert engine.requests == []
+
+
+@pytest.mark.parametrize(("path", "body"), [c[1:] for c in ACCEPTED_BODIES],
+                         ids=[c[0] for c in ACCEPTED_BODIES])  # fmt: skip
+async def test_bodies_the_document_accepts_are_accepted(
+    client: httpx.AsyncClient, path: str, body: Any
+) -> None:
+    r = await client.post(path, json=body)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize(
@@ -374,7 +430,7 @@ async def test_chat_template_refusal_is_400(
     def refuse(*_: Any, **__: Any) -> Any:
         raise ValueError("Conversation roles must alternate user/assistant")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", refuse)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", refuse)
     app = create_app(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         error = assert_error(await c.post("/v1/chat/completions", json=CHAT), 400)
@@ -392,7 +448,7 @@ async def test_unexpected_exception_is_500_and_logged(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(engine.tokenizer, "apply_chat_template", boom)
+    monkeypatch.setattr(engine.tokenizer, "render_chat", boom)
     app: FastAPI = create_app(engine)
     with caplog.at_level(logging.INFO):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:

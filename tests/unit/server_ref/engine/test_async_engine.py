@@ -1,13 +1,15 @@
-"""``AsyncEngine``'s queue bound, checked from the event loop while the engine thread works.
+"""``AsyncEngine``: its queue bound, checked from the event loop while the engine thread works;
+slow consumers; failed batches; ending everything at shutdown.
 
 The engine runs a stand-in model (every step returns logits that pick token 3), so the tests
 can hold the engine thread at a chosen point: inside a step, or between taking new requests
-from the inbox and handing them to the scheduler.
+from the inbox and handing them to the scheduler; or make its forward pass fail.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -15,11 +17,22 @@ from typing import Any
 import pytest
 import torch
 
-from server_ref.engine.async_engine import AsyncEngine
+from server_ref.engine.async_engine import (
+    MAX_BATCH_FAILURES_IN_A_ROW,
+    SLOW_CONSUMER,
+    AsyncEngine,
+)
 from server_ref.engine.engine import LLMEngine
+from server_ref.engine.faults import BATCH_FAILED
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.scheduler import ScheduledSeq, Scheduler
-from server_ref.engine.types import ModelInfo, QueueFullError, SamplingParams, StepOutput
+from server_ref.engine.types import (
+    EngineDeadError,
+    ModelInfo,
+    QueueFullError,
+    SamplingParams,
+    StepOutput,
+)
 
 VOCAB = 8
 GREEDY = SamplingParams(max_tokens=2, temperature=0.0)
@@ -34,10 +47,15 @@ class Runner:
         self.in_step = threading.Event()
         self.release = threading.Event()
         self.release.set()
+        self.failing = False  # every forward pass raises
+        self.delay = 0.0  # seconds each step takes
 
     def execute(self, batch: list[ScheduledSeq], tables: list[list[int]]) -> torch.Tensor:
         self.in_step.set()
         assert self.release.wait(10)
+        time.sleep(self.delay)
+        if self.failing:
+            raise RuntimeError("injected device failure")
         logits = torch.zeros(sum(s.samples for s in batch), VOCAB)
         logits[:, 3] = 1.0
         return logits
@@ -51,14 +69,14 @@ class Tokenizer:
         return b"x"
 
 
-def make_engine(runner: Runner, *, max_num_seqs: int, max_queue: int) -> LLMEngine:
+def make_engine(runner: Runner, *, max_num_seqs: int = 4, max_queue: int = 4) -> LLMEngine:
     scheduler = Scheduler(
-        BlockManager(32, 4),
+        BlockManager(64, 4),
         max_num_seqs=max_num_seqs,
         max_queue=max_queue,
         max_batched_tokens=64,
     )
-    info = ModelInfo(id="stand-in", context_length=64, eos_token_ids=())
+    info = ModelInfo(id="stand-in", context_length=256, eos_token_ids=())
     return LLMEngine(runner, Tokenizer(), scheduler, info)  # type: ignore[arg-type]
 
 
@@ -76,8 +94,8 @@ def started() -> Iterator[list[AsyncEngine]]:
         engine.shutdown()
 
 
-def start(engine: LLMEngine, started: list[AsyncEngine]) -> AsyncEngine:
-    async_engine = AsyncEngine(engine)
+def start(engine: LLMEngine, started: list[AsyncEngine], **options: Any) -> AsyncEngine:
+    async_engine = AsyncEngine(engine, **options)
     async_engine.start()
     started.append(async_engine)
     return async_engine
@@ -136,3 +154,72 @@ async def test_a_request_admitted_to_a_running_step_frees_its_queue_place(
     await drain(running)
     await drain(waiting)
     assert engine.scheduler.queue_room() == 1
+
+
+async def outputs_of(stream: AsyncIterator[StepOutput]) -> list[StepOutput]:
+    return [out async for out in stream]
+
+
+async def test_a_reader_that_stops_reading_is_aborted_with_bounded_buffer(
+    runner: Runner, started: list[AsyncEngine]
+) -> None:
+    engine = make_engine(runner)
+    runner.delay = 0.002  # a reader that reads keeps up with a model that takes some time
+    async_engine = start(engine, started, max_pending_outputs=16)
+    long = SamplingParams(max_tokens=200, temperature=0.0)
+    idle = async_engine.add_request("idle", [1, 2], long)  # never read until the end
+    busy = await outputs_of(async_engine.add_request("busy", [1, 2], long))
+    assert busy[-1].finish_reason == "length" and busy[-1].completion_tokens == 200
+
+    late = await outputs_of(idle)
+    assert len(late) == 17  # the 16 it was allowed to leave unread, then the abort
+    assert (late[-1].finish_reason, late[-1].finished) == ("abort", True)
+    assert late[-1].error == SLOW_CONSUMER.format(pending=16)
+    assert late[-2].completion_tokens == 16
+    assert engine.stats().kv_blocks_used == 0
+
+
+async def test_a_failed_batch_fails_its_requests_and_the_next_ones_run(
+    runner: Runner, started: list[AsyncEngine]
+) -> None:
+    async_engine = start(make_engine(runner), started)
+    runner.failing = True
+    failed = await drain(async_engine.add_request("a", [1, 2], GREEDY))
+    assert failed.finish_reason == "error"
+    assert failed.error == BATCH_FAILED.format(request_id="a")
+    runner.failing = False
+    assert (await drain(async_engine.add_request("b", [1, 2], GREEDY))).finish_reason == "length"
+    assert async_engine.is_ready()
+
+
+async def test_batches_failing_in_a_row_stop_the_engine(
+    runner: Runner, started: list[AsyncEngine]
+) -> None:
+    async_engine = start(make_engine(runner), started)
+    runner.failing = True
+    for i in range(MAX_BATCH_FAILURES_IN_A_ROW - 1):
+        assert (await drain(async_engine.add_request(f"r{i}", [1, 2], GREEDY))).error
+        assert async_engine.is_ready()  # one more failure could still be a passing condition
+    last = await drain(async_engine.add_request("last", [1, 2], GREEDY))
+    assert last.finish_reason == "error"
+    assert not async_engine.is_ready()
+    with pytest.raises(EngineDeadError, match="batches in a row"):
+        async_engine.add_request("after", [1, 2], GREEDY)
+
+
+async def test_abort_all_ends_every_request_as_stopped_by_the_server(
+    runner: Runner, started: list[AsyncEngine]
+) -> None:
+    engine = make_engine(runner)
+    runner.release.clear()
+    async_engine = start(engine, started)
+    long = SamplingParams(max_tokens=100, temperature=0.0)
+    streams = [async_engine.add_request(f"r{i}", [1, 2], long) for i in range(3)]
+    assert runner.in_step.wait(10)
+    async_engine.abort_all("going away")
+    runner.release.set()
+    for stream in streams:
+        last = await drain(stream)
+        assert (last.finish_reason, last.error) == ("abort", "going away")
+    assert engine.stats().kv_blocks_used == 0
+    assert async_engine.is_ready()

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 import torch
 
-from server_ref.engine.sampler import RowState, _filter, sample, unpack_bitmask
+from server_ref.engine.sampler import (
+    RowState,
+    _apply_token_bitmasks,
+    _filter,
+    sample,
+    unpack_bitmask,
+)
 from server_ref.engine.types import SamplingParams
 
 VOCAB = 32
@@ -96,6 +102,24 @@ def test_tiny_top_p_keeps_only_the_top_token() -> None:
     for _ in range(20):
         result = sample(logits.clone(), [row(top_p=1e-6), row(top_p=1e-6, temperature=5.0)])
         assert result.token_ids == logits.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("top_p", [5e-324, 1e-46])  # both round to 0.0 in float32
+def test_top_p_below_float32_keeps_the_top_token(top_p: float) -> None:
+    # found by the OpenAPI fuzzer: a valid top_p removed every token and the engine died on
+    # "probability tensor contains either inf, nan or element < 0"
+    logits = random_logits(2)
+    result = sample(logits.clone(), [row(top_p=top_p), row(top_p=top_p, top_k=3)])
+    assert result.token_ids == logits.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("temperature", [5e-324, 1e-40, 1e-6])
+def test_temperature_near_zero_is_greedy(temperature: float) -> None:
+    # found by the OpenAPI fuzzer: logits / 1e-40 overflow float32 to inf, and the
+    # probabilities to NaN
+    logits = random_logits(3) + torch.tensor([100.0, 0.0, -100.0])[:, None]
+    result = sample(logits.clone(), [row(temperature=temperature) for _ in range(3)])
+    assert result.token_ids == logits.argmax(-1).tolist()
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
@@ -288,3 +312,19 @@ def test_constrained_logprobs_are_those_of_the_masked_distribution() -> None:
     torch.testing.assert_close(result.logprobs[0], expected)
     assert result.token_ids[0] in allowed
     torch.testing.assert_close(result.logprobs[1], logits[1].log_softmax(-1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masks_leave_allowed_logits_exactly_as_they_were(dtype: torch.dtype) -> None:
+    # fp32 logits are masked through their bits, others with masked_fill_: the same result
+    logits = random_logits(3).to(dtype)
+    logits[0, 4] = float("inf")  # an allowed +inf and a banned NaN stay as what they mean
+    logits[0, 5] = float("nan")
+    allowed = [[1, 4, 31], [0, 16, 30], list(range(VOCAB))]
+    rows = [RowState(SamplingParams(max_tokens=1), [], None, bitmask_for(a)) for a in allowed]
+    masked = logits.clone()
+    _apply_token_bitmasks(masked, rows)
+    expected = torch.full_like(logits, float("-inf"))
+    for i, a in enumerate(allowed):
+        expected[i, a] = logits[i, a]
+    assert torch.equal(masked, expected)

@@ -1,4 +1,7 @@
-"""JSON-schema rewrites done before compiling: OpenAI's strict mode, and embedding a schema.
+"""JSON-schema rewrites: OpenAI's strict mode, and embedding one schema inside another.
+
+Pure JSON in, JSON out: the server's grammar compiler (``server_ref.engine.constraints``) closes
+strict schemas with it, and ``tool_reply`` builds the generic tool-call format's schema with it.
 
 * ``close_objects``: with ``strict: true`` OpenAI requires every object schema to say
   ``"additionalProperties": false``. A schema that leaves it out is closed here instead of
