@@ -139,18 +139,29 @@ def _too_long(context: int) -> Chat:
     return [{"role": "user", "content": "tick tock " * context}]
 
 
-def test_a_file_tokenizer_refuses_an_over_long_chat_sending_nothing(
-    peer: Peer, gguf_tokenizer: ModelTokenizer
+@pytest.mark.parametrize("budget", ["auto", sdk.TokenBudget()], ids=["auto", "TokenBudget"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_file_tokenizer_refuses_an_over_long_chat_sending_nothing(
+    peer: Peer, gguf_tokenizer: ModelTokenizer, budget: Any, mode: str
 ) -> None:
-    """The default budget ("auto") with a registered exact tokenizer: refused locally, and
-    not one request made."""
+    """The default budget ("auto") or an explicit ``TokenBudget`` with a registered exact
+    tokenizer: refused locally, and not one request made."""
     assert gguf_tokenizer.context_length is not None
     recording = Recording()
-    with peer.client(transport=recording) as client:
-        client.register_tokenizer(peer.model, gguf_tokenizer)
-        with pytest.raises(sdk.ContextWindowExceededError) as info:
-            client.chat.completions.create(
-                model=peer.model, messages=_too_long(gguf_tokenizer.context_length), max_tokens=4
-            )
+    args: dict[str, Any] = {
+        "model": peer.model,
+        "messages": _too_long(gguf_tokenizer.context_length),
+        "max_tokens": 4,
+        "budget": budget,
+    }
+    with pytest.raises(sdk.ContextWindowExceededError) as info:
+        if mode == "sync":
+            with peer.client(transport=recording) as client:
+                client.register_tokenizer(peer.model, gguf_tokenizer)
+                client.chat.completions.create(**args)
+        else:
+            async with peer.async_client(transport=recording) as aclient:
+                aclient.register_tokenizer(peer.model, gguf_tokenizer)
+                await aclient.chat.completions.create(**args)
     assert recording.sent == []
     assert info.value.exact and info.value.context_length == gguf_tokenizer.context_length
