@@ -40,10 +40,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import llguidance  # noqa: E402
 from kit.grammar_walk import SCHEMAS, Walker, validate  # noqa: E402
 
+from sdk.tokens import ModelTokenizer, tokenizer_from_gguf  # noqa: E402
 from server_ref.engine.constraints import ConstraintSpec, GrammarCompiler  # noqa: E402
 from server_ref.engine.sampler import RowState, sample  # noqa: E402
 from server_ref.engine.types import SamplingParams  # noqa: E402
-from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer  # noqa: E402
 from server_ref.loading.registry import pull  # noqa: E402
 
 CASES: dict[str, dict[str, Any] | None] = {**SCHEMAS, "json_object": None}
@@ -79,7 +79,7 @@ class Library:
 
 
 class Ours(Library):
-    def __init__(self, tok: GGUFTokenizer, eos: list[int]) -> None:
+    def __init__(self, tok: ModelTokenizer, eos: list[int]) -> None:
         self.name = f"llguidance {llguidance.__version__} (server_ref GrammarCompiler)"
         start = time.perf_counter()
         self.c = GrammarCompiler.from_tokenizer(tok, vocab_size=tok.n_vocab, eos_token_ids=eos)
@@ -102,7 +102,7 @@ class Ours(Library):
 
 
 class XGrammar(Library):
-    def __init__(self, tok: GGUFTokenizer, eos: list[int]) -> None:
+    def __init__(self, tok: ModelTokenizer, eos: list[int]) -> None:
         import xgrammar as xgr
 
         self.xgr = xgr
@@ -136,7 +136,7 @@ class XGrammar(Library):
         return bool(matcher.accept_token(token))
 
 
-def walks(tok: GGUFTokenizer, eos: list[int], n: int) -> dict[str, list[list[int]]]:
+def walks(tok: ModelTokenizer, eos: list[int], n: int) -> dict[str, list[list[int]]]:
     """``n`` token sequences per case (ending with EOS), each checked against its schema."""
     compiler = GrammarCompiler.from_tokenizer(tok, vocab_size=tok.n_vocab, eos_token_ids=eos)
     walker = Walker(compiler, [tok.token_bytes(i) for i in range(tok.n_vocab)], eos)
@@ -211,7 +211,7 @@ def sampler_cost(lib: Ours, seqs: dict[str, list[list[int]]], vocab: int) -> tup
     return 1e3 * statistics.median(times["plain"]), 1e3 * statistics.median(times["masked"])
 
 
-def keyword_support(libs: list[Library], tok: GGUFTokenizer, eos: int) -> list[str]:
+def keyword_support(libs: list[Library], tok: ModelTokenizer, eos: int) -> list[str]:
     lines = [
         "",
         "JSON-schema keywords: refused at compile time / enforced / IGNORED (violation accepted)",
@@ -285,7 +285,7 @@ def main() -> None:
     args = ap.parse_args()
 
     path = Path(args.model) if args.model.endswith(".gguf") else pull(args.model)
-    tok = load_gguf_tokenizer(path)
+    tok = tokenizer_from_gguf(path)
     eos = [
         tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens
     ]

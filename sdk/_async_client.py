@@ -34,7 +34,14 @@ if TYPE_CHECKING:
         TokenizeKwargs,
     )
     from .tokens import Tokenizer
-    from .types import APIObject, ChatMessageParam, DetokenizeResponse, TokenizeResponse
+    from .types import (
+        APIObject,
+        ChatCompletionToolChoiceOptionParam,
+        ChatCompletionToolParam,
+        ChatMessageParam,
+        DetokenizeResponse,
+        TokenizeResponse,
+    )
 
 __all__ = ["AsyncClient"]
 
@@ -143,15 +150,26 @@ class AsyncClient(
         *,
         messages: Sequence[ChatMessageParam | Mapping[str, Any]] | None = None,
         prompt: str | None = None,
+        tools: Sequence[ChatCompletionToolParam] | None = None,
+        tool_choice: ChatCompletionToolChoiceOptionParam | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> TokenCount:
         """Prompt tokens of a chat (``messages``) or a completion ``prompt`` for ``model``,
-        counted the best way this server allows: the model's exported tokenizer, else the
-        server's ``/tokenize``, else a public encoding or an estimate (``exact=False``).
+        counted the best way this server allows: the model's tokenizer (exported by the server
+        or registered), else the server's own tokenize endpoints (vLLM's ``/tokenize``,
+        llama.cpp's ``/apply-template`` + ``/tokenize``), else a public encoding or an
+        estimate (``exact=False``). A chat's ``tools`` (and ``tool_choice``) are part of its
+        prompt and counted with it.
 
         >>> await client.count_tokens("smollm2-135m-instruct", prompt="Hi")  # doctest: +SKIP
         TokenCount(tokens=1, exact=True, source='server', context_length=8192)
         """
-        return await self._run(self._count_flow(model, messages, prompt))
+        tooling: dict[str, object] = {
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "parallel_tool_calls": parallel_tool_calls,
+        }
+        return await self._run(self._count_flow(model, messages, prompt, tooling))
 
     # --- the driver ---------------------------------------------------------------------
 

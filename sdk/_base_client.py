@@ -182,13 +182,46 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
 
         return observed_flow(flow, self._policies.hooks, CallInfo.of(call))
 
+    def register_tokenizer(self, model: str, tokenizer: Tokenizer) -> None:
+        """Count ``model``'s prompts with ``tokenizer`` from now on (no request is made).
+
+        >>> tok = sdk.tokens.tokenizer_from_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")
+        ... # doctest: +SKIP
+        >>> client.register_tokenizer("smollm2-135m-instruct", tok)  # doctest: +SKIP
+
+        ``client.tokenizer(model)`` and ``count_tokens`` then answer with it, and an exact
+        one (``tokenizer.exact``) is held: the default ``token_budget="auto"`` refuses, sending
+        nothing, a call whose prompt cannot fit its ``context_length``. Copies made by
+        ``with_options`` share it.
+        """
+        from ._exceptions import InvalidRequestParamsError
+        from .tokens.tokenizer import Tokenizer
+
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestParamsError(f"model must be a non-empty string, got {model!r}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise InvalidRequestParamsError(
+                f"tokenizer must be an sdk.tokens.Tokenizer (e.g. from tokenizer_from_gguf), "
+                f"got {type(tokenizer).__name__}"
+            )
+        for config, name in self._served_as(model):
+            self._policies.tokenizers.register(str(config.root_url), name, tokenizer)
+
+    def _served_as(self, model: str) -> list[tuple[ClientConfig, str]]:
+        """The servers ``model`` is sent to, each with its name for it (a router's several)."""
+        return [(self._config, model)]
+
     def _tokenizer_flow(self, model: str) -> Flow[Tokenizer]:
         from ._policies.remote import tokenizer_flow
 
         return tokenizer_flow(self._config, self._policies.tokenizers, model)
 
     def _count_flow(
-        self, model: str, messages: object | None, prompt: str | None
+        self,
+        model: str,
+        messages: object | None,
+        prompt: str | None,
+        tooling: Mapping[str, Any] | None = None,
     ) -> Flow[TokenCount]:
         from ._exceptions import InvalidRequestParamsError
 
@@ -198,10 +231,15 @@ class BaseClient(Generic[HttpT, TransportT, SleepT]):
             raise InvalidRequestParamsError(f"prompt must be a str, got {type(prompt).__name__}")
         if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable | None):
             raise InvalidRequestParamsError("messages must be a list of chat messages")
+        options = {k: v for k, v in (tooling or {}).items() if v is not None}
+        if options and prompt is not None:
+            raise InvalidRequestParamsError(f"{', '.join(options)} belong to a chat: pass messages")
         request: Any = prompt if messages is None else list(messages)
-        return self._send_count(model, request)
+        return self._send_count(model, request, options)
 
-    def _send_count(self, model: str, request: list[dict[str, Any]] | str) -> Flow[TokenCount]:
+    def _send_count(
+        self, model: str, request: list[dict[str, Any]] | str, options: Mapping[str, Any]
+    ) -> Flow[TokenCount]:
         from ._policies.counting import count_flow
 
-        return count_flow(self._config, self._policies.tokenizers, model, request)
+        return count_flow(self._config, self._policies.tokenizers, model, request, options)

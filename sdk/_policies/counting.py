@@ -1,8 +1,11 @@
 """Counting a prompt's tokens for a model however the client can: one chain, used by token
 budgets, rate limits and ``client.count_tokens``.
 
-In order of preference: the model's own tokenizer (exported by the server, exact); for a
-server without the export, its ``/tokenize`` (exact, one round trip per count); the
+In order of preference: the model's own tokenizer (exported by the server, or registered
+with ``client.register_tokenizer``: exact, no round trip); the server's own tokenize
+endpoints (``dialects``: vLLM's ``/tokenize``, llama.cpp's ``/apply-template`` +
+``/tokenize``; exact, a round trip per count) when the local count is not exact — no
+tokenizer held, or a chat whose prompt depends on the server (``Tokenizer.exact_for``); the
 hosted-model encoding or an estimate (``exact=False``).
 """
 
@@ -15,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sdk._protocol.actions import Flow
 from sdk._protocol.options import ClientConfig
 
+from .dialects import server_count_flow
 from .registry import TokenizerRegistry
-from .remote import remote_count_flow, tokenizer_flow
+from .remote import tokenizer_flow
 
 if TYPE_CHECKING:
     from sdk.tokens.budget import CountRequest, TokenBudget
@@ -32,8 +36,9 @@ class TokenCount:
     >>> client.count_tokens("smollm2-135m-instruct", messages=[...])  # doctest: +SKIP
     TokenCount(tokens=10, exact=True, source='server', context_length=8192)
 
-    ``source``: ``"server"`` (the model's exported tokenizer), ``"tokenize"`` (the server's
-    ``/tokenize``), ``"hosted"`` (a hosted model's public encoding) or ``"estimate"``.
+    ``source``: ``"server"`` (the model's exported tokenizer), ``"gguf"`` (one read from a
+    model file and registered), ``"tokenize"`` (the server's own tokenize endpoints),
+    ``"hosted"`` (a hosted model's public encoding) or ``"estimate"``.
     """
 
     tokens: int
@@ -44,7 +49,7 @@ class TokenCount:
 
 @dataclass
 class Counter:
-    """Counts for one model: local, or the server's /tokenize when local is an estimate."""
+    """Counts for one model: local, or the server's own when the local count is not exact."""
 
     config: ClientConfig
     registry: TokenizerRegistry
@@ -57,8 +62,12 @@ class Counter:
     chat_options: Mapping[str, Any] = field(default_factory=dict)
 
     def count(self, request: CountRequest) -> Flow[int]:
-        if self.tokenizer.source == "estimate":
-            remote = yield from remote_count_flow(
+        local_exact = self.tokenizer.exact_for(
+            None if isinstance(request, str) else request, **self.chat_options
+        )
+        # a hosted API has no tokenize endpoint: asking would cost a request for nothing
+        if not local_exact and self.tokenizer.source != "hosted":
+            remote = yield from server_count_flow(
                 self.config, self.registry, self.model, request, self.chat_options
             )
             if remote is not None:
@@ -66,7 +75,7 @@ class Counter:
                 count, context = remote
                 self.server_context = self.server_context or context
                 return count
-            self.exact = False
+        self.exact = local_exact
         if isinstance(request, str):
             return self.tokenizer.count(request)
         return self.tokenizer.count_chat(request, **self.chat_options)
@@ -97,9 +106,11 @@ def count_flow(
     registry: TokenizerRegistry,
     model: str,
     request: list[dict[str, Any]] | str,
+    chat_options: Mapping[str, Any] | None = None,
 ) -> Flow[TokenCount]:
-    """Count ``request`` (chat messages, or a completion prompt) for ``model``."""
-    counter = yield from counter_flow(config, registry, model)
+    """Count ``request`` (chat messages, or a completion prompt) for ``model``; a chat with
+    ``chat_options`` (its tools, tool_choice, parallel_tool_calls)."""
+    counter = yield from counter_flow(config, registry, model, chat_options)
     tokens = yield from counter.count(request)
     source = "tokenize" if counter.used_tokenize else counter.tokenizer.source
     return TokenCount(tokens, counter.exact, source, counter.context_length())

@@ -6,9 +6,10 @@ tokenizer, no counting, no extra request.
 
 The default budget, ``"auto"``, is a ``TokenBudget()`` (refuse what cannot fit) for models
 whose own tokenizer the client already holds (fetched by ``client.tokenizer()``,
-``count_tokens``, or an explicit budget or limiter before): there the count is exact and
-costs no round trip. For any other model it is no budget at all: the call goes out and the
-server decides (an estimate never refuses a call on its own).
+``count_tokens``, or an explicit budget or limiter before, or given to
+``client.register_tokenizer``) and counts this call exactly (``Tokenizer.exact_for``): there
+the count is exact and costs no round trip. For any other call it is no budget at all: the
+call goes out and the server decides (an estimate never refuses a call on its own).
 
 With a budget or a limiter, a chat or completion call is counted first (``counting``: the
 model's tokenizer is fetched once per client), planned (``sdk.tokens.budget``: sent as is,
@@ -36,7 +37,7 @@ from sdk.tokens.budget import (
 )
 from sdk.types import APIObject
 
-from .counting import Counter, counter_flow
+from .counting import CHAT_OPTIONS, Counter, counter_flow
 from .options import BudgetSetting, Policies, PolicyOptions
 from .ratelimit import RateLimiter, Reservation
 
@@ -140,7 +141,16 @@ def _effective_budget(
     if not isinstance(model, str):
         return None
     held = policies.tokenizers.get(str(config.root_url), model)
-    return TokenBudget() if held is not None and held.exact else None
+    if held is None:
+        return None
+    assert call.body is not None  # it names a model
+    body: dict[str, Any] = dict(call.body)
+    if call.path == _CHAT:
+        options = {k: body[k] for k in CHAT_OPTIONS if body.get(k) is not None}
+        exact = held.exact_for(body.get("messages") or [], **options)
+    else:
+        exact = held.exact_for()
+    return TokenBudget() if exact else None
 
 
 def _plan(

@@ -13,16 +13,17 @@
    the extra (``llm-sdk[hf]``); counts made through the client then ask ``/tokenize``;
 5. a server without the endpoint (404/405/501..., as llama.cpp, vLLM and hosted APIs answer):
    a well-known hosted model name gets its public tiktoken encoding, anything else the best
-   estimate, with a ``TokenCountWarning``; both ``exact=False``.
+   estimate, with a ``TokenCountWarning``; both ``exact=False``. The estimate's context window
+   is the one the server reports: vLLM's model card (``max_model_len``), else llama.cpp's
+   ``GET /props`` (``n_ctx``).
 
-``remote_count_flow`` asks a server's ``/tokenize`` (vLLM's extension) for an exact count;
-budgets use it when the local tokenizer is only an estimate.
+A server without the export may still count exactly with its own endpoints
+(``dialects.server_count_flow``); budgets use them when the local count is an estimate.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +36,7 @@ from sdk._exceptions import (
 )
 from sdk._protocol.flow import Flow, ReadBody, Send, call_flow, make_status_error
 from sdk._protocol.options import ClientConfig, RequestOptions
-from sdk._protocol.request import APICall, build_request, model_retrieve_call, tokenize_call
+from sdk._protocol.request import APICall, build_request, model_retrieve_call, props_call
 from sdk.tokens.errors import TokenizerError
 from sdk.tokens.hf import HF_EXTRA, hf_available
 from sdk.tokens.hosted import TokenCountWarning, estimate_tokenizer, hosted_tokenizer
@@ -44,7 +45,7 @@ from sdk.types import TokenizerExport
 
 from .registry import TokenizerRegistry
 
-__all__ = ["means_unsupported", "remote_count_flow", "tokenizer_flow"]
+__all__ = ["means_unsupported", "tokenizer_flow"]
 
 # Statuses with which servers say "no such endpoint here" (FastAPI, vLLM, llama.cpp, proxies).
 _UNSUPPORTED = frozenset({400, 404, 405, 406, 410, 415, 422, 501})
@@ -141,8 +142,9 @@ def _without_export(config: ClientConfig, model: str, exc: Exception) -> Flow[To
         return hosted
     status = getattr(exc, "status_code", "?")
     warnings.warn(
-        f"{config.root_url} has no tokenizer export for {model!r} (status {status}); "
-        "token counts for it are estimates (exact=False)",
+        f"{config.root_url} has no tokenizer export for {model!r} (status {status}); local "
+        "token counts for it are estimates (exact=False); count_tokens and token budgets ask "
+        "the server's own tokenize endpoints where it has them",
         TokenCountWarning,
         stacklevel=2,
     )
@@ -164,43 +166,18 @@ def _without_hf(config: ClientConfig, model: str, export: TokenizerExport) -> To
 
 
 def _context_length(config: ClientConfig, model: str) -> Flow[int | None]:
-    """``max_model_len`` from the model card (vLLM and server_ref report it), if any."""
+    """The context window the server reports: ``max_model_len`` on the model card (vLLM,
+    server_ref), else llama.cpp's ``n_ctx`` (``GET /props``: one slot's window), if any."""
     try:
         card = yield from call_flow(config, *model_retrieve_call(model, {}))
+        value = card.max_model_len
     except (APIStatusError, APIResponseValidationError):
-        return None
-    value = card.max_model_len
+        value = None
+    if value is None:
+        try:
+            props = yield from call_flow(config, props_call(), RequestOptions())
+        except (APIStatusError, APIResponseValidationError):
+            return None
+        settings = props.default_generation_settings
+        value = settings.n_ctx if settings is not None else None
     return value if value is not None and value > 0 else None
-
-
-def remote_count_flow(
-    config: ClientConfig,
-    registry: TokenizerRegistry,
-    model: str,
-    request: list[dict[str, Any]] | str,
-    chat_options: Mapping[str, Any] | None = None,
-) -> Flow[tuple[int, int | None] | None]:
-    """(tokens, the server's context length) from ``POST /tokenize``, or ``None`` when the
-    server has no such endpoint (remembered, and warned about once)."""
-    server = str(config.root_url)
-    if registry.tokenize_missing(server):
-        return None
-    params: dict[str, Any] = {"model": model}
-    if isinstance(request, str):
-        params["prompt"] = request
-    else:
-        params.update(messages=request, add_generation_prompt=True, **(chat_options or {}))
-    try:
-        answer = yield from call_flow(config, *tokenize_call(params))
-    except (APIStatusError, APIResponseValidationError) as exc:
-        if not means_unsupported(exc):
-            raise
-        registry.mark_tokenize_missing(server)
-        warnings.warn(
-            f"{config.root_url} has no /tokenize endpoint either; token budgets for {model!r} "
-            "use estimates (exact=False)",
-            TokenCountWarning,
-            stacklevel=2,
-        )
-        return None
-    return answer.count, answer.max_model_len

@@ -29,6 +29,15 @@ from ..types import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from ..types.llamacpp import (
+    ApplyTemplateRequest,
+    ContentTokenizeRequest,
+    ContentTokens,
+    ExtrasTokenizeRequest,
+    ExtrasTokens,
+    ServerProps,
+    TemplatePrompt,
+)
 from .accumulate import Accumulator, ChatCompletionAccumulator, CompletionAccumulator
 from .options import ClientConfig, RequestOptions, split_options, to_timeout
 
@@ -36,15 +45,19 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "RETRY_COUNT_HEADER",
     "APICall",
+    "apply_template_call",
     "build_request",
     "chat_completion_call",
     "chat_completion_stream_call",
     "completion_call",
     "completion_stream_call",
+    "content_tokenize_call",
     "detokenize_call",
     "embedding_call",
+    "extras_tokenize_call",
     "model_list_call",
     "model_retrieve_call",
+    "props_call",
     "tokenize_call",
 ]
 
@@ -154,6 +167,30 @@ def tokenize_call(kwargs: Mapping[str, Any]) -> tuple[APICall[TokenizeResponse],
     body = _body(TokenizeRequest, "POST /tokenize", params)
     call = APICall("POST", "/tokenize", TokenizeResponse.model_validate, body, at_root=True)
     return call, options
+
+
+# llama.cpp's servers' own extensions (sdk.types.llamacpp), at the server root like /tokenize
+
+
+def apply_template_call(params: Mapping[str, Any]) -> APICall[TemplatePrompt]:
+    body = _body(ApplyTemplateRequest, "POST /apply-template", params)
+    return APICall("POST", "/apply-template", TemplatePrompt.model_validate, body, at_root=True)
+
+
+def content_tokenize_call(params: Mapping[str, Any]) -> APICall[ContentTokens]:
+    # every field is sent: the defaults are llama.cpp's today, but the count must not depend
+    # on what an older or newer server assumes
+    body = ContentTokenizeRequest.model_validate(params).model_dump(mode="json", exclude_none=True)
+    return APICall("POST", "/tokenize", ContentTokens.model_validate, body, at_root=True)
+
+
+def extras_tokenize_call(params: Mapping[str, Any]) -> APICall[ExtrasTokens]:
+    body = _body(ExtrasTokenizeRequest, "POST /extras/tokenize", params)
+    return APICall("POST", "/extras/tokenize", ExtrasTokens.model_validate, body, at_root=True)
+
+
+def props_call() -> APICall[ServerProps]:
+    return APICall("GET", "/props", ServerProps.model_validate, at_root=True)
 
 
 def detokenize_call(

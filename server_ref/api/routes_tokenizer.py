@@ -36,7 +36,7 @@ RANKS_PATH = "tokenizer/ranks"  # relative to .../models/{model}/tokenizer
 
 @runtime_checkable
 class ExportableTokenizer(Protocol):
-    """What ``loading.gguf_tokenizer.GGUFTokenizer`` offers beyond a ``PromptTokenizer``."""
+    """What ``sdk.tokens.ModelTokenizer`` offers beyond a ``PromptTokenizer``."""
 
     pattern: str
     mergeable_ranks: dict[bytes, int]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sdk.tokens.gguf_vocab import tokenizer_from_gguf
 from server_ref.engine.constraints import GrammarCompiler
 from server_ref.engine.device import pick_device
 from server_ref.engine.engine import EngineTokenizer, LLMEngine
@@ -21,7 +22,6 @@ from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.types import ModelInfo
 from server_ref.loading import registry
 from server_ref.loading.gguf import load_tensors, open_gguf, read_config
-from server_ref.loading.gguf_tokenizer import load_gguf_tokenizer
 from server_ref.loading.llama_weights import build_model
 from server_ref.models.llama import ModelConfig
 
@@ -53,7 +53,7 @@ def build_engine(path: str, config: EngineConfig | None = None, model_id: str = 
     device, dtype, matmul_dtype = pick_device(config.device, config.dtype)
     reader = open_gguf(path)
     cfg = read_config(reader)
-    tokenizer = load_gguf_tokenizer(reader)
+    tokenizer = tokenizer_from_gguf(reader)
     num_blocks, max_len = _size_kv_cache(cfg, config, device, dtype)
     model = build_model(
         cfg,

@@ -74,7 +74,7 @@ _JSON_FORMAT = {"whitespace_flexible": False, "item_separator": ", ", "key_separ
 
 
 class _Vocabulary(Protocol):
-    """What the compiler reads from a tokenizer (``loading.gguf_tokenizer.GGUFTokenizer``)."""
+    """What the compiler reads from a tokenizer (``sdk.tokens.ModelTokenizer``)."""
 
     @property
     def n_vocab(self) -> int: ...

@@ -164,7 +164,7 @@ class EngineDeadError(Exception):
 
 class PromptTokenizer(Protocol):
     """What the HTTP layer needs of a tokenizer: text and chat messages to prompt token ids,
-    and ids back to text. ``loading.gguf_tokenizer.GGUFTokenizer`` implements it."""
+    and ids back to text. ``sdk.tokens.ModelTokenizer`` implements it."""
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]: ...
 

@@ -7,34 +7,39 @@ from pathlib import Path
 import pytest
 from kit.grammar_walk import SCHEMAS, Walker, validate
 
-from sdk.tokens import active_tools, parse_tool_reply, tool_reply_schema
+from sdk.tokens import (
+    ModelTokenizer,
+    active_tools,
+    parse_tool_reply,
+    tokenizer_from_gguf,
+    tool_reply_schema,
+)
 from server_ref.engine.constraints import ConstraintError, ConstraintSpec, GrammarCompiler
 from server_ref.engine.sampler import unpack_bitmask
-from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def tok(default_gguf: Path) -> GGUFTokenizer:
-    return load_gguf_tokenizer(default_gguf)
+def tok(default_gguf: Path) -> ModelTokenizer:
+    return tokenizer_from_gguf(default_gguf)
 
 
 @pytest.fixture(scope="module")
-def eos(tok: GGUFTokenizer) -> list[int]:
+def eos(tok: ModelTokenizer) -> list[int]:
     # what the engine stops on for this model: <|im_end|> (the EOS) and <|endoftext|>
     return [tok.special_tokens["<|im_end|>"], tok.special_tokens["<|endoftext|>"]]
 
 
 @pytest.fixture(scope="module")
-def walker(tok: GGUFTokenizer, eos: list[int]) -> Walker:
+def walker(tok: ModelTokenizer, eos: list[int]) -> Walker:
     assert tok.n_vocab == 49152
     compiler = GrammarCompiler.from_tokenizer(tok, vocab_size=tok.n_vocab, eos_token_ids=eos)
     return Walker(compiler, [tok.token_bytes(i) for i in range(tok.n_vocab)], eos)
 
 
 @pytest.mark.parametrize("name", [*sorted(SCHEMAS), "json_object"])
-def test_walks_give_schema_valid_json(name: str, tok: GGUFTokenizer, walker: Walker) -> None:
+def test_walks_give_schema_valid_json(name: str, tok: ModelTokenizer, walker: Walker) -> None:
     schema = SCHEMAS.get(name)
     spec = ConstraintSpec.json_object() if schema is None else ConstraintSpec.json_schema(schema)
     for seed, free in enumerate([0, 25, 90]):
@@ -55,7 +60,7 @@ def test_walks_give_schema_valid_json(name: str, tok: GGUFTokenizer, walker: Wal
     ],
 )
 def test_the_tokenizers_own_tokens_for_a_valid_reply_are_allowed(
-    name: str, doc: str, tok: GGUFTokenizer, walker: Walker, eos: list[int]
+    name: str, doc: str, tok: ModelTokenizer, walker: Walker, eos: list[int]
 ) -> None:
     compiler = walker.compiler
     matcher = compiler.matcher(ConstraintSpec.json_schema(SCHEMAS[name]))
@@ -66,7 +71,7 @@ def test_the_tokenizers_own_tokens_for_a_valid_reply_are_allowed(
     assert matcher.finished
 
 
-def test_special_tokens_stay_out_of_strings(tok: GGUFTokenizer, walker: Walker) -> None:
+def test_special_tokens_stay_out_of_strings(tok: ModelTokenizer, walker: Walker) -> None:
     matcher = walker.compiler.matcher(ConstraintSpec.json_schema({"type": "string"}))
     assert matcher.accept(tok.encode('"')[0])
     allowed = unpack_bitmask(walker.compiler.fill_next_token_bitmask([matcher]), tok.n_vocab)[0]
@@ -74,7 +79,7 @@ def test_special_tokens_stay_out_of_strings(tok: GGUFTokenizer, walker: Walker) 
     assert not any(allowed[t] for t in tok.special_tokens.values())
 
 
-def test_required_tool_calls_parse_and_validate(tok: GGUFTokenizer, walker: Walker) -> None:
+def test_required_tool_calls_parse_and_validate(tok: ModelTokenizer, walker: Walker) -> None:
     tools = [
         {"type": "function", "function": {"name": n, "parameters": SCHEMAS[s]}}
         for n, s in [("get_weather", "weather_args"), ("search", "search_query")]

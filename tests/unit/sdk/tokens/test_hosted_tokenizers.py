@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sdk.tokens import TokenCountWarning, hosted
+from sdk.tokens.estimates import ByteEstimateTokenizer, OpenAITokenizer
 from sdk.tokens.hosted import estimate_tokenizer, hosted_model, hosted_tokenizer
-from sdk.tokens.tokenizer import ByteEstimateTokenizer, OpenAITokenizer
 
 # The example conversation of OpenAI's cookbook "How to count tokens with tiktoken"; the
 # API reported 129 prompt tokens for it on gpt-3.5-turbo / gpt-4 (cl100k_base).

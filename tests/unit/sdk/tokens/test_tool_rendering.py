@@ -18,8 +18,8 @@ from sdk.tokens import (
     template_uses_tools,
     tool_reply_schema,
 )
+from sdk.tokens.estimates import ByteEstimateTokenizer, OpenAITokenizer
 from sdk.tokens.hosted import hosted_tokenizer
-from sdk.tokens.tokenizer import ByteEstimateTokenizer, OpenAITokenizer
 from sdk.types import ChatCompletionRequest
 
 # SmolLM2's template as stored in its GGUF (ChatML with a default system prompt).

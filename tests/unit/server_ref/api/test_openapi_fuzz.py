@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, settings
 from kit.fake_engine import FakeEngine
 from kit.openapi_checks import CONFIG
 
+from sdk.tokens import tokenizer_from_gguf
 from server_ref.api import create_app
-from server_ref.loading.gguf_tokenizer import load_gguf_tokenizer
 
 API_KEY = "sk-fuzz"
 MAX_EXAMPLES = 50  # per operation and phase; the coverage phase adds its boundary cases
@@ -36,7 +36,7 @@ MAX_EXAMPLES = 50  # per operation and phase; the coverage phase adds its bounda
 
 @pytest.fixture(scope="module", params=[None, API_KEY], ids=["open", "api-key"])
 def api_schema(request: pytest.FixtureRequest, tiny_gguf: Path) -> Any:
-    tokenizer = load_gguf_tokenizer(tiny_gguf)
+    tokenizer = tokenizer_from_gguf(tiny_gguf)
     engine = FakeEngine(tokenizer=tokenizer, context_length=512)  # the real one for the bytes
     engine.model_info = dataclasses.replace(engine.model_info, vocab_size=tokenizer.n_vocab)
     app = create_app(engine, api_key=request.param)

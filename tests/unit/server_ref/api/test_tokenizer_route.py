@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 import sdk
+from sdk.tokens import ModelTokenizer, tokenizer_from_gguf
 from server_ref.api import create_app
 from server_ref.engine.types import EngineStats, ModelInfo
-from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 
 @dataclass
@@ -40,8 +40,8 @@ class StubEngine:
 
 
 @pytest.fixture(scope="module")
-def gguf_tokenizer(tiny_gguf: Path) -> GGUFTokenizer:
-    return load_gguf_tokenizer(tiny_gguf)
+def gguf_tokenizer(tiny_gguf: Path) -> ModelTokenizer:
+    return tokenizer_from_gguf(tiny_gguf)
 
 
 def app_for(tokenizer: Any, **kwargs: Any) -> Any:
@@ -58,7 +58,7 @@ def get(app: Any, path: str, **kwargs: Any) -> httpx.Response:
     return asyncio.run(main())
 
 
-def test_export_links_the_ranks_with_their_sha256(gguf_tokenizer: GGUFTokenizer) -> None:
+def test_export_links_the_ranks_with_their_sha256(gguf_tokenizer: ModelTokenizer) -> None:
     app = app_for(gguf_tokenizer)
     body = get(app, "/v1/models/tiny/tokenizer").json()
     assert body["object"] == "tokenizer" and body["model"] == "tiny"
@@ -78,14 +78,14 @@ def test_export_links_the_ranks_with_their_sha256(gguf_tokenizer: GGUFTokenizer)
     assert again.status_code == 304 and not again.content
 
 
-def test_export_with_inline_ranks(gguf_tokenizer: GGUFTokenizer) -> None:
+def test_export_with_inline_ranks(gguf_tokenizer: ModelTokenizer) -> None:
     body = get(app_for(gguf_tokenizer), "/v1/models/tiny/tokenizer?ranks=inline").json()
     assert hashlib.sha256(body["ranks"].encode()).hexdigest() == body["ranks_sha256"]
     bad = get(app_for(gguf_tokenizer), "/v1/models/tiny/tokenizer?ranks=zip")
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "ranks"
 
 
-def test_unknown_model_is_a_404_in_openai_shape(gguf_tokenizer: GGUFTokenizer) -> None:
+def test_unknown_model_is_a_404_in_openai_shape(gguf_tokenizer: ModelTokenizer) -> None:
     for path in ("/v1/models/other/tokenizer", "/v1/models/org/other/tokenizer/ranks"):
         response = get(app_for(gguf_tokenizer), path)
         assert response.status_code == 404
@@ -93,7 +93,7 @@ def test_unknown_model_is_a_404_in_openai_shape(gguf_tokenizer: GGUFTokenizer) -
         assert error["code"] == "model_not_found" and error["type"] == "invalid_request_error"
 
 
-def test_the_api_key_guards_the_export(gguf_tokenizer: GGUFTokenizer) -> None:
+def test_the_api_key_guards_the_export(gguf_tokenizer: ModelTokenizer) -> None:
     app = app_for(gguf_tokenizer, api_key="sk-local")
     assert get(app, "/v1/models/tiny/tokenizer").status_code == 401
     assert get(app, "/v1/models/tiny/tokenizer/ranks").status_code == 401
@@ -111,7 +111,7 @@ def test_a_tokenizer_that_cannot_be_exported_is_a_404() -> None:
     assert response.json()["error"]["code"] == "tokenizer_not_exportable"
 
 
-def test_model_routes_still_answer(gguf_tokenizer: GGUFTokenizer) -> None:
+def test_model_routes_still_answer(gguf_tokenizer: ModelTokenizer) -> None:
     assert get(app_for(gguf_tokenizer), "/v1/models/tiny").json()["id"] == "tiny"
 
 

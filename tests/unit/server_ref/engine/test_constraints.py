@@ -9,39 +9,39 @@ import pytest
 import torch
 from kit.grammar_walk import SCHEMAS, Walker, validate
 
+from sdk.tokens import ModelTokenizer, tokenizer_from_gguf
 from server_ref.engine.constraints import ConstraintError, ConstraintSpec, GrammarCompiler
 from server_ref.engine.sampler import unpack_bitmask
-from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_gguf: Path) -> GGUFTokenizer:
-    return load_gguf_tokenizer(tiny_gguf)
+def tok(tiny_gguf: Path) -> ModelTokenizer:
+    return tokenizer_from_gguf(tiny_gguf)
 
 
 @pytest.fixture(scope="module")
-def eos(tok: GGUFTokenizer) -> int:
+def eos(tok: ModelTokenizer) -> int:
     assert tok.eos_token_id is not None
     return tok.eos_token_id
 
 
 @pytest.fixture(scope="module")
-def compiler(tok: GGUFTokenizer, eos: int) -> GrammarCompiler:
+def compiler(tok: ModelTokenizer, eos: int) -> GrammarCompiler:
     return GrammarCompiler.from_tokenizer(tok, vocab_size=tok.n_vocab, eos_token_ids=[eos])
 
 
 @pytest.fixture(scope="module")
-def walker(tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int) -> Walker:
+def walker(tok: ModelTokenizer, compiler: GrammarCompiler, eos: int) -> Walker:
     return Walker(compiler, [tok.token_bytes(i) for i in range(tok.n_vocab)], [eos])
 
 
-def decode(tok: GGUFTokenizer, ids: list[int]) -> str:
+def decode(tok: ModelTokenizer, ids: list[int]) -> str:
     return tok.decode_bytes(ids).decode("utf-8")
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_walks_through_the_mask_give_schema_valid_json(
-    name: str, tok: GGUFTokenizer, compiler: GrammarCompiler, walker: Walker
+    name: str, tok: ModelTokenizer, compiler: GrammarCompiler, walker: Walker
 ) -> None:
     spec = ConstraintSpec.json_schema(SCHEMAS[name], strict=True)
     for seed, free in enumerate([0, 10, 40, 120]):
@@ -50,7 +50,7 @@ def test_walks_through_the_mask_give_schema_valid_json(
 
 
 def test_json_object_walks_give_objects(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, walker: Walker
+    tok: ModelTokenizer, compiler: GrammarCompiler, walker: Walker
 ) -> None:
     texts = set()
     for seed, free in enumerate([0, 20, 80, 200]):
@@ -62,7 +62,7 @@ def test_json_object_walks_give_objects(
 
 
 def test_output_is_compact_json_in_property_order(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, walker: Walker
+    tok: ModelTokenizer, compiler: GrammarCompiler, walker: Walker
 ) -> None:
     schema = SCHEMAS["weather_args"]
     ids = walker.walk(compiler.matcher(ConstraintSpec.json_schema(schema)), seed=0, free_steps=0)
@@ -73,7 +73,7 @@ def test_output_is_compact_json_in_property_order(
 
 
 def test_canonical_tokens_of_a_valid_document_are_all_allowed(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int
+    tok: ModelTokenizer, compiler: GrammarCompiler, eos: int
 ) -> None:
     doc = '{"location": "Paris, France", "unit": "celsius", "days": 3}'
     matcher = compiler.matcher(ConstraintSpec.json_schema(SCHEMAS["weather_args"]))
@@ -85,7 +85,7 @@ def test_canonical_tokens_of_a_valid_document_are_all_allowed(
 
 
 def test_the_grammar_end_finishes_and_then_only_eos_is_allowed(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int
+    tok: ModelTokenizer, compiler: GrammarCompiler, eos: int
 ) -> None:
     matcher = compiler.matcher(ConstraintSpec.regex("(yes|no)"))
     for token in tok.encode("ye"):
@@ -97,7 +97,7 @@ def test_the_grammar_end_finishes_and_then_only_eos_is_allowed(
 
 
 def test_a_rejected_token_is_an_error_and_leaves_only_eos(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int
+    tok: ModelTokenizer, compiler: GrammarCompiler, eos: int
 ) -> None:
     matcher = compiler.matcher(ConstraintSpec.json_object())
     assert not matcher.accept(tok.encode("x")[0])
@@ -108,7 +108,7 @@ def test_a_rejected_token_is_an_error_and_leaves_only_eos(
 
 
 def test_special_tokens_never_appear_inside_strings(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int
+    tok: ModelTokenizer, compiler: GrammarCompiler, eos: int
 ) -> None:
     matcher = compiler.matcher(ConstraintSpec.json_schema({"type": "string"}))
     assert matcher.accept(tok.encode('"')[0])
@@ -155,7 +155,7 @@ def test_bad_regex_and_grammar_raise(compiler: GrammarCompiler) -> None:
 
 
 def test_lark_grammars_constrain_too(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, walker: Walker
+    tok: ModelTokenizer, compiler: GrammarCompiler, walker: Walker
 ) -> None:
     spec = ConstraintSpec.lark('start: "the " ("cat" | "dog") " is " /[0-9]{1,2}/')
     for seed in range(4):
@@ -164,7 +164,7 @@ def test_lark_grammars_constrain_too(
         assert text.split(" ")[3].isdigit()
 
 
-def test_compiled_grammars_are_cached_by_spec(tok: GGUFTokenizer, eos: int) -> None:
+def test_compiled_grammars_are_cached_by_spec(tok: ModelTokenizer, eos: int) -> None:
     small = GrammarCompiler.from_tokenizer(
         tok, vocab_size=tok.n_vocab, eos_token_ids=[eos], cache_size=2
     )
@@ -185,7 +185,7 @@ def test_compiled_grammars_are_cached_by_spec(tok: GGUFTokenizer, eos: int) -> N
 
 
 def test_strict_closes_objects_that_do_not_say(
-    tok: GGUFTokenizer, compiler: GrammarCompiler, eos: int
+    tok: ModelTokenizer, compiler: GrammarCompiler, eos: int
 ) -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     doc = tok.encode('{"a": 1, "b"')
@@ -196,7 +196,7 @@ def test_strict_closes_objects_that_do_not_say(
 
 
 def test_masks_of_many_sequences_are_filled_in_one_call(
-    tok: GGUFTokenizer, compiler: GrammarCompiler
+    tok: ModelTokenizer, compiler: GrammarCompiler
 ) -> None:
     specs = [ConstraintSpec.regex("a+"), ConstraintSpec.regex("b+"), ConstraintSpec.json_object()]
     matchers = [compiler.matcher(s) for s in specs]
@@ -210,7 +210,7 @@ def test_masks_of_many_sequences_are_filled_in_one_call(
     assert compiler.fill_next_token_bitmask([]).shape == (0, (tok.n_vocab + 31) // 32)
 
 
-def test_padding_ids_beyond_the_tokenizer_are_never_allowed(tok: GGUFTokenizer, eos: int) -> None:
+def test_padding_ids_beyond_the_tokenizer_are_never_allowed(tok: ModelTokenizer, eos: int) -> None:
     padded = tok.n_vocab + 40  # the model's logits are wider than the vocabulary
     compiler = GrammarCompiler.from_tokenizer(tok, vocab_size=padded, eos_token_ids=[eos])
     walker = Walker(compiler, [tok.token_bytes(i) for i in range(tok.n_vocab)], [eos])
@@ -221,7 +221,7 @@ def test_padding_ids_beyond_the_tokenizer_are_never_allowed(tok: GGUFTokenizer, 
     assert max(ids) < tok.n_vocab
 
 
-def test_tokens_beyond_the_model_vocabulary_are_left_out(tok: GGUFTokenizer) -> None:
+def test_tokens_beyond_the_model_vocabulary_are_left_out(tok: ModelTokenizer) -> None:
     im_end, endoftext = tok.special_tokens["<|im_end|>"], tok.special_tokens["<|endoftext|>"]
     smaller = im_end  # the model cannot produce <|im_end|> (the last id)
     with pytest.raises(ValueError, match="EOS"):

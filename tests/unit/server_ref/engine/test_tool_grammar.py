@@ -14,9 +14,15 @@ import jsonschema
 import pytest
 from kit.grammar_walk import SCHEMAS, Walker, validate
 
-from sdk.tokens import ToolReply, active_tools, parse_tool_reply, tool_reply_schema
+from sdk.tokens import (
+    ModelTokenizer,
+    ToolReply,
+    active_tools,
+    parse_tool_reply,
+    tokenizer_from_gguf,
+    tool_reply_schema,
+)
 from server_ref.engine.constraints import ConstraintError, ConstraintSpec, GrammarCompiler
-from server_ref.loading.gguf_tokenizer import GGUFTokenizer, load_gguf_tokenizer
 
 
 def tool(name: str, parameters: dict[str, Any] | None = None, **fn: Any) -> dict[str, Any]:
@@ -51,12 +57,12 @@ def tool_call_schema(
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_gguf: Path) -> GGUFTokenizer:
-    return load_gguf_tokenizer(tiny_gguf)
+def tok(tiny_gguf: Path) -> ModelTokenizer:
+    return tokenizer_from_gguf(tiny_gguf)
 
 
 @pytest.fixture(scope="module")
-def walker(tok: GGUFTokenizer) -> Walker:
+def walker(tok: ModelTokenizer) -> Walker:
     assert tok.eos_token_id is not None
     eos = [tok.eos_token_id]
     compiler = GrammarCompiler.from_tokenizer(tok, vocab_size=tok.n_vocab, eos_token_ids=eos)
@@ -64,7 +70,7 @@ def walker(tok: GGUFTokenizer) -> Walker:
 
 
 def walk_outputs(
-    walker: Walker, tok: GGUFTokenizer, schema: dict[str, Any], runs: int = 6
+    walker: Walker, tok: ModelTokenizer, schema: dict[str, Any], runs: int = 6
 ) -> list[ToolReply]:
     """Constrained walks through ``schema``, each checked against it and parsed."""
     spec = ConstraintSpec.json_schema(schema)
@@ -86,7 +92,7 @@ def check_calls(output: ToolReply, names: set[str]) -> None:
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_required_always_calls_known_tools_with_valid_arguments(
-    parallel: bool, walker: Walker, tok: GGUFTokenizer
+    parallel: bool, walker: Walker, tok: ModelTokenizer
 ) -> None:
     schema = tool_call_schema(TOOLS, "required", parallel_tool_calls=parallel)
     names_seen = set()
@@ -109,7 +115,7 @@ def test_parallel_calls_allow_several_items() -> None:
         validate(single, text)
 
 
-def test_a_named_tool_gets_exactly_one_call_to_it(walker: Walker, tok: GGUFTokenizer) -> None:
+def test_a_named_tool_gets_exactly_one_call_to_it(walker: Walker, tok: ModelTokenizer) -> None:
     choice = {"type": "function", "function": {"name": "get_weather"}}
     schema = tool_call_schema(TOOLS, choice)
     for output in walk_outputs(walker, tok, schema):
@@ -117,7 +123,7 @@ def test_a_named_tool_gets_exactly_one_call_to_it(walker: Walker, tok: GGUFToken
         assert len(output.tool_calls) == 1
 
 
-def test_auto_chooses_between_a_reply_and_calls(walker: Walker, tok: GGUFTokenizer) -> None:
+def test_auto_chooses_between_a_reply_and_calls(walker: Walker, tok: ModelTokenizer) -> None:
     schema = tool_call_schema(TOOLS, "auto")
     assert len(schema["anyOf"]) == 2
     kinds = set()
@@ -132,7 +138,7 @@ def test_auto_chooses_between_a_reply_and_calls(walker: Walker, tok: GGUFTokeniz
 
 
 def test_auto_with_a_response_schema_constrains_the_reply(
-    walker: Walker, tok: GGUFTokenizer
+    walker: Walker, tok: ModelTokenizer
 ) -> None:
     schema = tool_call_schema(TOOLS, "auto", response_schema=SCHEMAS["classification"])
     reply = '{"response": {"label": "neutral", "confidence": 0.5, "keywords": []}}'
