@@ -101,7 +101,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=list(INT4_CHOICES),
         help="with --dtype mixed, run the layers a GGUF stores in 4 bits (Q4_0, Q4_1) on those "
-        "4-bit weights. auto: in steps of up to 16 tokens (a single stream, small batches), "
+        "4-bit weights. auto: in steps of up to 4 tokens (a single stream, small batches), "
         "bf16 copies in bigger ones, so a stream's numbers can change when batched; always / "
         "never: one kernel for every step, greedy streams the same batched as alone",
     )

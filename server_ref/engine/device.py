@@ -9,8 +9,9 @@ from server_ref.models.prepack import has_native_bf16
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Steps of at most this many tokens run the file's 4-bit weights under ``--int4 auto``; the
-# int4 kernel's cost grows with every 4 rows, bf16 matmuls' hardly below 16 (models.int4).
-INT4_AUTO_MAX_ROWS = 16
+# int4 kernel's cost grows with every 4 rows, bf16 matmuls' hardly below 16: measured, they
+# cross between 4 and 8 rows (models.int4)
+INT4_AUTO_MAX_ROWS = 4
 
 
 def pick_device(
@@ -65,7 +66,7 @@ def int4_max_rows(policy: str, dtype: torch.dtype, matmul_dtype: torch.dtype) ->
     batched as alone. 4-bit layers need ``mixed`` precision (the kernel takes bf16 inputs).
 
     >>> int4_max_rows("auto", torch.float32, torch.bfloat16)
-    16
+    4
     """
     if policy not in INT4_CHOICES:
         raise ValueError(f"unknown --int4 {policy!r}; use {', '.join(INT4_CHOICES)}")

@@ -12,7 +12,10 @@ row the kernel takes about a quarter of the bf16 matmul's time on the default mo
 The kernel sums every output row on its own, in the same order whatever the row count (rows
 are blocked by four, each with its own accumulators; the reduction is never split), so a
 sequence gets the same numbers alone as in a batch (tested). It dequantizes the weights again
-for every block of four rows, though: from about 16 rows on, bf16 matmuls are faster.
+for every block of four rows, though: measured on a 2-core AVX-512 machine, one thread, the
+default model's 120 block layers take 9-11 ms at 1 row against 27-38 ms for oneDNN's
+prepacked bf16 matmuls, 14-16 against 20-25 at 4 rows, about the same at 6 and 45 against 30
+at 16 (``engine.device.INT4_AUTO_MAX_ROWS``).
 """
 
 from __future__ import annotations

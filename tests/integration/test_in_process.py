@@ -21,6 +21,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 from kit.live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
+from kit.precision import invariant_int4
 
 from server_ref.api.app import create_app
 from server_ref.engine.async_engine import AsyncEngine
@@ -70,10 +71,10 @@ class StepFailure:
 
 
 @contextlib.contextmanager
-def running_engine(gguf: Path, kv_cache_mib: int = 16) -> Iterator[AsyncEngine]:
+def running_engine(gguf: Path, kv_cache_mib: int = 16, int4: str = "auto") -> Iterator[AsyncEngine]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess servers (see TINY_ENV in conftest)
-    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib)
+    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib, int4=int4)
     engine = AsyncEngine(build_engine(str(gguf), config))
     engine.start()
     try:
@@ -207,8 +208,9 @@ async def test_kv_cache_pressure_preempts_without_changing_outputs(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 1 MiB is 32 blocks (512 tokens) for the tiny model; six requests of ~130 tokens each
-    # cannot all stay resident, so the scheduler must preempt and recompute.
-    with running_engine(tiny_gguf, kv_cache_mib=1) as engine:
+    # cannot all stay resident, so the scheduler must preempt and recompute. One matmul kernel
+    # for every step: a recomputed token must get the numbers it got in its decode step.
+    with running_engine(tiny_gguf, kv_cache_mib=1, int4=invariant_int4()) as engine:
         scheduler = engine.engine.scheduler
         preempted: list[str] = []
         preempt = scheduler._preempt
