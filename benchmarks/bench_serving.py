@@ -41,8 +41,6 @@ from pathlib import Path
 
 import httpx
 
-from server_ref.loading.registry import resolve_model
-
 PROMPTS = [
     "What is the capital of France?",
     "Explain what a transformer model is in one sentence.",
@@ -269,7 +267,11 @@ def main() -> None:
         specs.append((name, None, cmd))
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.llama_server:
-        gguf = args.gguf or str(resolve_model("smollm2-135m-instruct"))
+        if args.gguf is None:  # imported only here: the script drives any server
+            from server_ref.loading.registry import resolve_model
+
+            args.gguf = str(resolve_model("smollm2-135m-instruct"))
+        gguf = args.gguf
         command = llama_server_command(args.llama_server, gguf, args.threads, max(levels))
         specs.append(("llama-server", None, command))
     if not specs:
