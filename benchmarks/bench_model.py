@@ -2,7 +2,8 @@
 
 Prints single-stream decode tokens/s and batched decode tokens/s (batch 8 and 32 by default)
 for each way the runner can execute (plain eager; CPU: oneDNN-prepacked weights, in the
-model's dtype and with bf16 matmuls; CUDA: CUDA graphs), each next to its bound at batch 1:
+model's dtype, with bf16 matmuls and on the file's 4-bit weights; CUDA: CUDA graphs), each
+next to its bound at batch 1:
 (measured read bandwidth) / (bytes of weights one decode step reads). Decode of a small model
 at batch 1 is bandwidth-bound, so the bound says how close the runner gets.
 
@@ -15,19 +16,22 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from dataclasses import dataclass
 
 import torch
 
-from server_ref.engine.device import pick_device
+from server_ref.engine.device import INT4_AUTO_MAX_ROWS, pick_device
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.types import DTYPE_CHOICES, SamplingParams
-from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.gguf import load_int4_weights, load_tensors, open_gguf, read_config
 from server_ref.loading.llama_weights import build_model
 from server_ref.loading.registry import resolve_model
+from server_ref.models.int4 import Int4Linear
 from server_ref.models.llama import Llama
+from server_ref.models.output_head import RescoredHead
 from server_ref.models.prepack import PackedLinear
 
 
@@ -51,14 +55,19 @@ def read_bandwidth(device: torch.device, dtype: torch.dtype, mib: int = 1024) ->
 
 
 def weight_bytes_per_token(model: Llama) -> int:
-    """Every weight is read once per decode step, except the embedding (one row); a tied
-    embedding is read whole as the output head unless the head has its own packed copy."""
-    total = sum(
-        m.in_features * m.out_features * m.matmul_dtype.itemsize
-        for m in model.modules()
-        if isinstance(m, PackedLinear)
-    )
-    head_is_embed = model.cfg.tie_embeddings and not isinstance(model.lm_head, PackedLinear)
+    """Bytes of weights a batch-1 decode step reads: every weight once, except the embedding
+    (one row); a tied embedding is read whole as the output head unless the head has its own
+    packed copy. A 4-bit layer reads its 4-bit weights (half a byte each) and a bf16 scale and
+    zero per 32, not its dense fallback; the rescored head its bf16 copy (plus a few rows)."""
+    total = 0
+    dense_fallbacks = {id(m.dense) for m in model.modules() if isinstance(m, Int4Linear)}
+    for m in model.modules():
+        if isinstance(m, Int4Linear):
+            total += m.in_features * m.out_features // 2 + m.scale_zero.numel() * 2
+        elif isinstance(m, PackedLinear) and id(m) not in dense_fallbacks:
+            total += m.in_features * m.out_features * m.matmul_dtype.itemsize
+    packed_head = isinstance(model.lm_head, PackedLinear | RescoredHead)
+    head_is_embed = model.cfg.tie_embeddings and not packed_head
     for name, p in model.named_parameters():  # a tied weight is listed once
         if name != "embed.weight" or head_is_embed:
             total += p.numel() * p.element_size()
@@ -124,20 +133,34 @@ def main() -> None:
     )
     # each mode next to the plain eager one: on CUDA decode steps replayed as CUDA graphs (what
     # the server can do); on CPU linear layers on oneDNN-prepacked weights, in the model's dtype
-    # and, for --dtype auto/mixed, with bf16 matmuls (what the server does)
-    modes: list[tuple[str, bool, torch.dtype | None, bool]] = [("eager", False, None, False)]
+    # and, for --dtype auto/mixed, with bf16 matmuls, and with the file's 4-bit weights in
+    # steps of up to INT4_AUTO_MAX_ROWS rows, bf16 above (what the server does: --int4 auto)
+    modes: list[Mode] = [Mode("eager")]
     if device.type == "cuda":
-        modes.append(("cuda-graphs", False, None, True))
+        modes.append(Mode("cuda-graphs", graphs=True))
     else:
-        modes.append(("prepacked", True, None, False))
+        modes.append(Mode("prepacked", pack=True))
         if matmul_dtype != dtype:
-            modes.append((f"prepacked, {_short(matmul_dtype)} matmuls", True, matmul_dtype, False))
+            label = f"prepacked, {_short(matmul_dtype)} matmuls"
+            modes.append(Mode(label, pack=True, matmul_dtype=matmul_dtype))
+            label = f"int4 <= {INT4_AUTO_MAX_ROWS} rows (--int4 auto)"
+            modes.append(Mode(label, True, matmul_dtype, int4=True))
     batches = [int(x) for x in args.batches.split(",")]
     results = []
-    for label, pack, mm, graphs in modes:
+    int4 = load_int4_weights(reader)
+    for mode in modes:
         model = build_model(
-            cfg, tensors, device, dtype, max_positions=4096, prepack=pack, matmul_dtype=mm
+            cfg,
+            tensors,
+            device,
+            dtype,
+            max_positions=4096,
+            prepack=mode.pack,
+            matmul_dtype=mode.matmul_dtype,
+            int4=int4 if mode.int4 else None,
+            int4_max_rows=INT4_AUTO_MAX_ROWS,
         )
+        label, graphs = mode.label, mode.graphs
         wb = weight_bytes_per_token(model)
         for b in batches:
             results.append(
@@ -151,6 +174,15 @@ def main() -> None:
             f"{label:31s} batch {b:3d}: {tps:8.1f} tokens/s  ({tps / b:6.1f} per stream; "
             f"{wb / 1e6:5.0f} MB of weights a step, {tps * wb / bw:5.2f}x the batch-1 bound)"
         )
+
+
+@dataclass
+class Mode:
+    label: str
+    pack: bool = False
+    matmul_dtype: torch.dtype | None = None
+    int4: bool = False
+    graphs: bool = False
 
 
 def _short(dtype: torch.dtype) -> str:

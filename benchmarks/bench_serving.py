@@ -12,8 +12,13 @@ launched servers).
 
     python benchmarks/bench_serving.py \\
         --launch ours='python -m server_ref serve --port {port} --device cpu' \\
+        --llama-server PATH/TO/llama-server \\
         --launch llamacpp='VENV/bin/python -m llama_cpp.server --model GGUF --port {port} \\
             --n_threads 2 --interrupt_requests False'
+
+``--llama-server BINARY`` launches llama.cpp's own C++ server on the same GGUF (``--gguf``,
+default: the default model's cached file) with ``-t`` threads (default: the CPUs this
+process may use) and one slot per request of the highest concurrency level.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import shlex
 import socket
@@ -31,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -202,6 +209,31 @@ def server(url: str | None, command: str | None) -> Iterator[tuple[str, str]]:
                 proc.kill()
 
 
+def llama_server_command(binary: str, gguf: str, threads: int, slots: int) -> str:
+    """The ``--launch`` command for llama.cpp's ``llama-server``: one slot per concurrent
+    request (its context split evenly between them, 2048 tokens each), no prompt cache
+    reuse across requests beyond its default."""
+    args = [binary, "-m", gguf, "--port", "{port}", "-t", str(threads)]
+    args += ["-np", str(slots), "-c", str(2048 * slots)]
+    return shlex.join(args)
+
+
+def machine() -> str:
+    """The CPU model and the vector extensions that decide which kernels run (Linux)."""
+    name, flags = platform.processor() or platform.machine(), set[str]()
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        for line in info.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+    shown = " ".join(f for f in wanted if f in flags) or "no AVX2"
+    return f"{name} ({shown}), {len(os.sched_getaffinity(0))} CPUs"
+
+
 def median_level(runs: list[Level]) -> Level:
     med = statistics.median
     return Level(
@@ -234,6 +266,11 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=1, help="repeat the sweep; report medians over rounds"
     )
+    ap.add_argument(
+        "--llama-server", metavar="BINARY", help="also launch llama.cpp's llama-server binary"
+    )
+    ap.add_argument("--gguf", help="the model file for --llama-server (default: the default model)")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
     specs: list[tuple[str, str | None, str | None]] = []
     for item in args.url:
@@ -242,10 +279,18 @@ def main() -> None:
     for item in args.launch:
         name, _, cmd = item.partition("=")
         specs.append((name, None, cmd))
-    if not specs:
-        ap.error("give at least one --url or --launch")
     levels = [int(c) for c in args.concurrency.split(",")]
-    print(f"machine: {platform.machine()} {platform.processor()}, python {sys.version.split()[0]}")
+    if args.llama_server:
+        if args.gguf is None:  # imported only here: the script drives any server
+            from server_ref.loading.registry import resolve_model
+
+            args.gguf = str(resolve_model("smollm2-135m-instruct"))
+        gguf = args.gguf
+        command = llama_server_command(args.llama_server, gguf, args.threads, max(levels))
+        specs.append(("llama-server", None, command))
+    if not specs:
+        ap.error("give at least one --url, --launch or --llama-server")
+    print(f"machine: {machine()}, python {sys.version.split()[0]}")
     print(
         f"greedy chat, max_tokens {args.max_tokens}, 2 x concurrency requests per level, "
         f"servers taking turns at each level, {args.rounds} round(s)"

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TextIO
 
 from sdk.cli.base import Command, OneLineParser, UsageError, add_subcommands, program_name, run_main
-from server_ref.engine.types import DTYPE_CHOICES
+from server_ref.engine.types import DTYPE_CHOICES, INT4_CHOICES
 from server_ref.loading import registry
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
@@ -96,6 +96,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="auto: bfloat16 on CUDA; on CPU mixed where the CPU has AVX512-BF16 or AMX, else "
         "float32. mixed (CPU): a float32 model whose matmuls take bfloat16 weights and inputs",
     )
+    parser.add_argument(
+        "--int4",
+        default="auto",
+        choices=list(INT4_CHOICES),
+        help="with --dtype mixed, run the layers a GGUF stores in 4 bits (Q4_0, Q4_1) on those "
+        "4-bit weights. auto: in steps of up to 4 tokens (a single stream, small batches), "
+        "bf16 copies in bigger ones, so a stream's numbers can change when batched; always / "
+        "never: one kernel for every step, greedy streams the same batched as alone",
+    )
     parser.add_argument("--max-num-seqs", type=int, default=32, help="cap on running sequences")
     parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")
     parser.add_argument("--max-model-len", type=int, default=None, help="cap on context length")
@@ -118,6 +127,7 @@ def _engine_config(args: argparse.Namespace, max_queue: int = 256) -> Any:
     return EngineConfig(
         device=args.device,
         dtype=args.dtype,
+        int4=args.int4,
         max_num_seqs=args.max_num_seqs,
         max_queue=max_queue,
         kv_cache_mib=args.kv_cache_mib,

@@ -14,15 +14,16 @@ import torch
 
 from sdk.tokens.gguf_vocab import tokenizer_from_gguf
 from server_ref.engine.constraints import GrammarCompiler
-from server_ref.engine.device import pick_device
+from server_ref.engine.device import int4_max_rows, pick_device
 from server_ref.engine.engine import EngineTokenizer, LLMEngine
 from server_ref.engine.kv_cache import BlockManager
 from server_ref.engine.runner import ModelRunner
 from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.types import ModelInfo
 from server_ref.loading import registry
-from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.gguf import load_int4_weights, load_tensors, open_gguf, read_config
 from server_ref.loading.llama_weights import build_model
+from server_ref.models.int4 import Int4Linear
 from server_ref.models.llama import ModelConfig
 
 # End-of-generation tokens llama.cpp also treats as EOG when a vocabulary has them.
@@ -33,6 +34,7 @@ _EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_o
 class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto | float32 | bfloat16 | mixed (device.pick_device)
+    int4: str = "auto"  # auto | always | never (device.int4_max_rows)
     max_num_seqs: int = 32
     max_queue: int = 256
     max_batched_tokens: int = 512  # per step; also the prefill chunk size
@@ -51,6 +53,7 @@ def build_engine(path: str, config: EngineConfig | None = None, model_id: str = 
     """
     config = config or EngineConfig()
     device, dtype, matmul_dtype = pick_device(config.device, config.dtype)
+    int4_rows = int4_max_rows(config.int4, dtype, matmul_dtype)
     reader = open_gguf(path)
     cfg = read_config(reader)
     tokenizer = tokenizer_from_gguf(reader)
@@ -62,6 +65,8 @@ def build_engine(path: str, config: EngineConfig | None = None, model_id: str = 
         dtype,
         max_positions=max_len,
         matmul_dtype=matmul_dtype,
+        int4=load_int4_weights(reader) if int4_rows != 0 else None,
+        int4_max_rows=int4_rows,
     )
     info = ModelInfo(
         id=model_id or cfg.name,
@@ -72,6 +77,7 @@ def build_engine(path: str, config: EngineConfig | None = None, model_id: str = 
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "matmul_dtype": str(model.matmul_dtype).removeprefix("torch."),
+            "int4_layers": sum(isinstance(m, Int4Linear) for m in model.modules()),
         },
         vocab_size=cfg.vocab_size,
     )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from server_ref.engine.types import DTYPE_CHOICES
+from server_ref.engine.types import DTYPE_CHOICES, INT4_CHOICES
 from server_ref.models.prepack import has_native_bf16
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Steps of at most this many tokens run the file's 4-bit weights under ``--int4 auto``; the
+# int4 kernel's cost grows with every 4 rows, bf16 matmuls' hardly below 16: measured, they
+# cross between 4 and 8 rows (models.int4)
+INT4_AUTO_MAX_ROWS = 4
 
 
 def pick_device(
@@ -49,3 +53,26 @@ def pick_device(
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use {', '.join(DTYPE_CHOICES)}")
     return device, _DTYPES[dtype], _DTYPES[dtype]
+
+
+def int4_max_rows(policy: str, dtype: torch.dtype, matmul_dtype: torch.dtype) -> int | None:
+    """What ``--int4`` asks of ``build_model`` for a resolved precision: 0 (no 4-bit layers),
+    a row limit (4-bit weights for steps of at most that many tokens) or None (every step).
+
+    ``auto`` uses them for small steps (a single stream, small batches), where the int4 kernel
+    reads a quarter of the bytes, and bf16 copies for prefill and big batches, where bf16
+    matmuls are faster; a sequence's numbers then depend on the size of the steps it shares.
+    ``always`` and ``never`` keep one kernel for every step, so greedy streams are the same
+    batched as alone. 4-bit layers need ``mixed`` precision (the kernel takes bf16 inputs).
+
+    >>> int4_max_rows("auto", torch.float32, torch.bfloat16)
+    4
+    """
+    if policy not in INT4_CHOICES:
+        raise ValueError(f"unknown --int4 {policy!r}; use {', '.join(INT4_CHOICES)}")
+    mixed = dtype == torch.float32 and matmul_dtype == torch.bfloat16
+    if policy == "always" and not mixed:
+        raise ValueError("--int4 always needs --dtype mixed (a CPU mode)")
+    if policy == "never" or not mixed:
+        return 0
+    return INT4_AUTO_MAX_ROWS if policy == "auto" else None

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 
 # ``--dtype`` values (meaning: ``engine.device.pick_device``); here so the CLI need not import torch
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "mixed")
+# ``--int4`` values (meaning: ``engine.device.int4_max_rows``)
+INT4_CHOICES = ("auto", "always", "never")
 
 FinishReason = Literal["stop", "length", "abort", "error"]
 ConstraintKind = Literal["json_object", "json_schema", "regex", "lark"]

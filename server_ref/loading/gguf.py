@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType as QType
 
+from server_ref.models.int4 import GROUP, Int4Weight
 from server_ref.models.llama import ModelConfig
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -171,4 +172,35 @@ def load_tensors(
             out[t.name] = torch.from_numpy(dequantize(t, file_name=file_name))
     if wanted is not None and (missing := wanted - out.keys()):
         raise MissingMetadataError(f"GGUF file lacks tensors: {', '.join(sorted(missing))}")
+    return out
+
+
+# 4-bit GGUF types whose blocks map onto ``models.int4`` as they are: bytes of a block before
+# its 16 bytes of nibbles (fp16 d, and fp16 m for Q4_1)
+_INT4_HEADERS = {QType.Q4_0: 2, QType.Q4_1: 4}
+
+
+def load_int4_weights(reader: gguf.GGUFReader) -> dict[str, Int4Weight]:
+    """The Q4_0 and Q4_1 tensors of a file as ``Int4Weight``: their 4-bit values and fp16
+    scales as stored, nothing requantized (other tensors are left out).
+
+    >>> weights = load_int4_weights(open_gguf("model.gguf"))  # doctest: +SKIP
+    >>> weights["blk.0.ffn_up.weight"].q.shape  # doctest: +SKIP
+    torch.Size([1536, 576])
+    """
+    out: dict[str, Int4Weight] = {}
+    for t in reader.tensors:
+        header = _INT4_HEADERS.get(QType(t.tensor_type))
+        if header is None:
+            continue
+        rows = int(t.data.shape[0])
+        blocks = np.asarray(t.data).reshape(rows, -1, header + GROUP // 2)  # [N, K / 32, bytes]
+        d = blocks[..., :2].copy().view(np.float16)[..., 0].astype(np.float32)
+        if header == 4:  # Q4_1: w = d * q + m
+            m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        else:  # Q4_0: w = d * (q - 8)
+            m = -8 * d
+        nibbles = blocks[..., header:]  # byte j: weight j (low nibble), weight j + 16 (high)
+        q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(rows, -1)
+        out[t.name] = Int4Weight(torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(m))
     return out

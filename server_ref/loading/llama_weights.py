@@ -9,11 +9,18 @@ dequantized (``loading.gguf``).
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
+import torch
+from torch import Tensor, nn
+
+from server_ref.models.int4 import Int4Linear, Int4Weight, int4_supported
 from server_ref.models.llama import Llama, ModelConfig, rope_table
-from server_ref.models.prepack import prepack_linears
+from server_ref.models.output_head import RescoredHead
+from server_ref.models.prepack import packs_correctly, prepack_linears
+
+W = TypeVar("W")
 
 # GGUF tensor name -> our parameter name, per block and global. Several GGUF tensors that feed
 # one fused projection share a name and are concatenated (rows) in the order listed here.
@@ -37,6 +44,16 @@ _GLOBAL_NAMES = {
 
 def gguf_to_state_dict(cfg: ModelConfig, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename GGUF tensors to this module's parameter names, concatenating fused ones."""
+    sd = _rename(cfg, tensors, torch.cat)
+    if cfg.tie_embeddings and "embed.weight" in sd:
+        sd["lm_head.weight"] = sd["embed.weight"]
+    return sd
+
+
+def _rename(
+    cfg: ModelConfig, tensors: Mapping[str, W], cat: Callable[[list[W]], W]
+) -> dict[str, W]:
+    """GGUF names -> ours for any kind of weight; ``cat`` stacks the parts of a fused one."""
     sd = {ours: tensors[name] for name, ours in _GLOBAL_NAMES.items() if name in tensors}
     fused: dict[str, list[str]] = {}
     for gguf_name, ours in _BLOCK_NAMES.items():
@@ -46,9 +63,7 @@ def gguf_to_state_dict(cfg: ModelConfig, tensors: dict[str, Tensor]) -> dict[str
             found = [tensors.get(f"blk.{i}.{n}") for n in gguf_names]
             ts = [t for t in found if t is not None]
             if len(ts) == len(found):  # a fused weight with a part missing counts as missing
-                sd[f"blocks.{i}.{ours}"] = ts[0] if len(ts) == 1 else torch.cat(ts)
-    if cfg.tie_embeddings:
-        sd["lm_head.weight"] = sd["embed.weight"]
+                sd[f"blocks.{i}.{ours}"] = ts[0] if len(ts) == 1 else cat(ts)
     return sd
 
 
@@ -60,15 +75,21 @@ def build_model(
     max_positions: int | None = None,
     prepack: bool = True,
     matmul_dtype: torch.dtype | None = None,
+    int4: Mapping[str, Int4Weight] | None = None,
+    int4_max_rows: int | None = None,
 ) -> Llama:
     """Instantiate on the meta device, then load the GGUF weights (no double allocation).
 
     ``prepack``: on CPU, hand the linear layers' weights to oneDNN in its blocked layout
     (``models.prepack``; 1.5-3x faster matmuls at decode batch sizes). Ignored elsewhere.
     ``matmul_dtype``: with ``prepack``, keep the blocks' weights and matmul inputs in this
-    dtype (mixed precision: bf16 matmuls in an fp32 model). The output head keeps the model's
-    dtype: bf16 logits would round near-ties into exact ties. Ignored where packing is not
-    possible; ``Llama.matmul_dtype`` says what is in effect.
+    dtype (mixed precision: bf16 matmuls in an fp32 model). Ignored where packing is not
+    possible; ``Llama.matmul_dtype`` says what is in effect. In mixed precision the output
+    head runs in bf16 too, with its top logits recomputed exactly
+    (``models.output_head``), and ``int4`` (the file's 4-bit weights by GGUF name,
+    ``loading.gguf.load_int4_weights``) runs the block layers stored in Q4_0 / Q4_1 on
+    those 4-bit weights (``models.int4``) instead of bf16 copies: in every step, or with
+    ``int4_max_rows`` only in steps of at most that many tokens (bf16 in bigger ones).
 
     >>> reader = open_gguf("model.gguf")  # doctest: +SKIP
     >>> cfg, tensors = read_config(reader), load_tensors(reader)  # doctest: +SKIP
@@ -88,6 +109,40 @@ def build_model(
     model.to(device=device, dtype=dtype)
     model.rope = rope.to(device)
     model.eval().requires_grad_(False)
-    if prepack:
-        prepack_linears(model, matmul_dtype, keep_dtype=[model.lm_head])
+    if prepack and device.type == "cpu":
+        _pack_for_cpu(model, matmul_dtype or dtype, int4 or {}, int4_max_rows)
     return model
+
+
+def _pack_for_cpu(
+    model: Llama,
+    matmul_dtype: torch.dtype,
+    int4: Mapping[str, Int4Weight],
+    int4_max_rows: int | None,
+) -> None:
+    """oneDNN for the linears; in mixed precision the head becomes a ``RescoredHead`` (else
+    it keeps the model's dtype) and the 4-bit block layers ``Int4Linear``s."""
+    head = model.lm_head
+    assert isinstance(head, nn.Linear)
+    mixed = model.dtype == torch.float32 and matmul_dtype == torch.bfloat16
+    rescore = mixed and packs_correctly(head, torch.bfloat16)
+    prepack_linears(model, matmul_dtype, keep_dtype=[head], exclude=[head] if rescore else [])
+    if rescore:
+        model.lm_head = RescoredHead(head.weight)
+    if mixed and int4:
+        _use_int4(model, _rename(model.cfg, int4, Int4Weight.cat), int4_max_rows)
+
+
+def _use_int4(model: Llama, weights: Mapping[str, Int4Weight], max_rows: int | None) -> int:
+    """Swap the block linears whose weights the file stores in 4 bits for ``Int4Linear``s
+    (keeping the layer as their dense fallback when ``max_rows`` is given)."""
+    swapped = 0
+    for name, module in list(model.named_modules()):
+        w = weights.get(f"{name}.weight")
+        if name.startswith("blocks.") and w is not None and int4_supported(w):
+            parent, _, attr = name.rpartition(".")
+            dense = module if max_rows is not None else None
+            layer = Int4Linear(w, dense, max_rows or 0)
+            setattr(model.get_submodule(parent), attr, layer)
+            swapped += 1
+    return swapped

@@ -29,6 +29,7 @@ from server_ref.models.attention_meta import (
     KVCache,
     padded_rows,
 )
+from server_ref.models.int4 import Int4Linear
 from server_ref.models.prepack import PackedLinear
 
 
@@ -235,7 +236,7 @@ class Llama(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = cast(Sequence[Block], nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers)))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.lm_head: nn.Module = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         # a plain attribute, not a buffer: Module.to(dtype) would cast it to a real dtype
@@ -253,7 +254,7 @@ class Llama(nn.Module):
     def matmul_dtype(self) -> torch.dtype:
         """The dtype the blocks' matmuls run in (differs from ``dtype`` in mixed precision)."""
         wqkv = self.blocks[0].attn.wqkv
-        return wqkv.matmul_dtype if isinstance(wqkv, PackedLinear) else self.dtype
+        return wqkv.matmul_dtype if isinstance(wqkv, PackedLinear | Int4Linear) else self.dtype
 
     def new_cache(self, num_blocks: int, block_size: int) -> KVCache:
         """A zeroed paged KV cache for this model, on its device and in its dtype."""

@@ -72,7 +72,7 @@ class PackedLinear(nn.Module):
         )
 
 
-def _packs_correctly(linear: nn.Linear, matmul_dtype: torch.dtype) -> bool:
+def packs_correctly(linear: nn.Linear, matmul_dtype: torch.dtype) -> bool:
     """Pack a probe of this layer's shape; True when oneDNN gives F.linear's result.
 
     Guards CPUs and builds where oneDNN lacks a kernel for the dtype (it raises) or where a
@@ -109,26 +109,29 @@ def prepack_linears(
     model: nn.Module,
     matmul_dtype: torch.dtype | None = None,
     keep_dtype: Collection[nn.Module] = (),
+    exclude: Collection[nn.Module] = (),
 ) -> int:
     """Swap every ``nn.Linear`` of a CPU model for a ``PackedLinear`` (biases included).
 
     ``matmul_dtype``: multiply in this dtype (default: the model's own); layers in
-    ``keep_dtype`` are packed in their own dtype regardless. Returns how many were swapped:
+    ``keep_dtype`` are packed in their own dtype regardless, those in ``exclude`` not at all.
+    Returns how many were swapped:
     0 when the device, dtype or this torch build does not support it, in which case the model
     is left as it was.
     """
+    excluded = {id(m) for m in exclude}
     linears = [
         (parent, name, child)
         for parent in model.modules()
         for name, child in parent.named_children()
-        if isinstance(child, nn.Linear)
+        if isinstance(child, nn.Linear) and id(child) not in excluded
     ]
     if not linears:
         return 0
     probe = linears[0][2]
     assert isinstance(probe, nn.Linear)
     dtypes = {matmul_dtype or probe.weight.dtype, probe.weight.dtype}
-    if not all(can_prepack(probe.weight.device, d) and _packs_correctly(probe, d) for d in dtypes):
+    if not all(can_prepack(probe.weight.device, d) and packs_correctly(probe, d) for d in dtypes):
         return 0
     kept = {id(m) for m in keep_dtype}
     for parent, name, child in linears:

@@ -22,10 +22,13 @@ def e2e_dtype() -> str:
     return os.environ.get("LLM_SDK_TEST_DTYPE", "auto")
 
 
-def _build_engine(gguf: Path, dtype: str) -> LLMEngine:
+def _build_engine(gguf: Path, dtype: str, int4: str = "auto") -> LLMEngine:
     # LLM_SDK_TEST_DEVICE=cuda runs the same checks on the GPU path
     config = EngineConfig(
-        device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"), dtype=dtype, kv_cache_mib=256
+        device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
+        dtype=dtype,
+        int4=int4,
+        kv_cache_mib=256,
     )
     return build_engine(str(gguf), config)
 
@@ -36,14 +39,17 @@ def default_engine(default_gguf: Path) -> LLMEngine:
 
 
 @pytest.fixture(scope="session")
-def engine_with_dtype(default_gguf: Path, default_engine: LLMEngine) -> Callable[[str], LLMEngine]:
-    """The default model's engine at a given ``--dtype`` (the session's one when it matches)."""
+def engine_with_dtype(
+    default_gguf: Path, default_engine: LLMEngine
+) -> Callable[[str, str], LLMEngine]:
+    """The default model's engine at a given ``--dtype`` and ``--int4`` (the session's one
+    when they match)."""
 
     device = os.environ.get("LLM_SDK_TEST_DEVICE", "cpu")
 
-    def build(dtype: str) -> LLMEngine:
-        same = pick_device(device, dtype) == pick_device(device, e2e_dtype())
-        return default_engine if same else _build_engine(default_gguf, dtype)
+    def build(dtype: str, int4: str = "auto") -> LLMEngine:
+        same = pick_device(device, dtype) == pick_device(device, e2e_dtype()) and int4 == "auto"
+        return default_engine if same else _build_engine(default_gguf, dtype, int4)
 
     return build
 

@@ -21,20 +21,23 @@ from server_ref.engine.types import SamplingParams
 
 pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "smollm2_greedy_llamacpp.json"
-# exact fp32 and mixed (bf16 matmuls in an fp32 model, the default where the CPU has native
-# bf16); LLM_SDK_TEST_DTYPE narrows it to one
+# exact fp32, mixed (bf16 matmuls in an fp32 model, the default where the CPU has native
+# bf16; its --int4 auto runs the 4-bit weights only in steps too small for these full
+# passes) and mixed on the 4-bit weights in every step; LLM_SDK_TEST_DTYPE narrows it to one
+_CPU = os.environ.get("LLM_SDK_TEST_DEVICE", "cpu") == "cpu"
 PRECISIONS = (
     [os.environ["LLM_SDK_TEST_DTYPE"]]
     if "LLM_SDK_TEST_DTYPE" in os.environ
-    else ["float32"] + (["mixed"] if os.environ.get("LLM_SDK_TEST_DEVICE", "cpu") == "cpu" else [])
+    else ["float32"] + (["mixed", "mixed+int4"] if _CPU else [])
 )
 
 
 @pytest.fixture(scope="module", params=PRECISIONS)
 def engine(
-    request: pytest.FixtureRequest, engine_with_dtype: Callable[[str], LLMEngine]
+    request: pytest.FixtureRequest, engine_with_dtype: Callable[[str, str], LLMEngine]
 ) -> LLMEngine:
-    return engine_with_dtype(request.param)
+    dtype, _, int4 = str(request.param).partition("+")
+    return engine_with_dtype(dtype, "always" if int4 else "auto")
 
 
 def test_teacher_forced_top1_agreement_with_llamacpp(engine: LLMEngine) -> None:
@@ -50,8 +53,10 @@ def test_teacher_forced_top1_agreement_with_llamacpp(engine: LLMEngine) -> None:
         ours = logits[p - 1 : len(ids) - 1].argmax(-1).tolist()
         agree += sum(a == b for a, b in zip(ours, case["greedy_ids"], strict=True))
         total += len(case["greedy_ids"])
+    int4 = engine.model_info.extra.get("int4_layers")
     print(
-        f"teacher-forced top-1 agreement ({model.dtype}, {model.matmul_dtype} matmuls): "
+        f"teacher-forced top-1 agreement ({model.dtype}, {model.matmul_dtype} matmuls, "
+        f"{int4} int4 layers): "
         f"{agree}/{total} = {agree / total:.1%}"
     )
     assert agree / total >= 0.95

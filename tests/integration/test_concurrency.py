@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from kit.live_clients import (
     greedy_chat_stream,
     wait_for_metrics,
 )
+from kit.live_server import LiveServer, ServerFactory
+from kit.precision import invariant_int4
 
 FRUITS = [
     "apples", "bananas", "cherries", "dates", "elderberries", "figs", "grapes", "honeydew",
@@ -27,6 +30,19 @@ FRUITS = [
 PROMPTS = [f"Prompt {i}: tell me about {fruit}" + " please" * i for i, fruit in enumerate(FRUITS)]
 LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
 IDLE = {RUNNING: 0.0, WAITING: 0.0, KV_USAGE: 0.0}
+
+
+@pytest.fixture(scope="module")
+def invariant_server(tiny_server_factory: ServerFactory) -> Iterator[LiveServer]:
+    # one matmul kernel for every step: under the default --int4 auto a stream's numbers
+    # depend on the size of the steps it shares (engine.device.int4_max_rows)
+    with tiny_server_factory("--int4", invariant_int4()) as server:
+        yield server
+
+
+@pytest.fixture
+def base_url(invariant_server: LiveServer) -> str:
+    return invariant_server.base_url
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import openai
 import pytest
 from kit.in_process import running_engine, serve_in_thread
 from kit.live_clients import KV_USAGE, RUNNING, greedy_chat_stream, wait_for_metrics
+from kit.precision import invariant_int4
 
 from server_ref.api.app import create_app
 from server_ref.engine.async_engine import MAX_BATCH_FAILURES_IN_A_ROW, AsyncEngine
@@ -175,8 +176,9 @@ async def test_kv_cache_pressure_preempts_without_changing_outputs(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 1 MiB is 32 blocks (512 tokens) for the tiny model; six requests of ~130 tokens each
-    # cannot all stay resident, so the scheduler must preempt and recompute.
-    with running_engine(tiny_gguf, kv_cache_mib=1) as engine:
+    # cannot all stay resident, so the scheduler must preempt and recompute. One matmul kernel
+    # for every step: a recomputed token must get the numbers it got in its decode step.
+    with running_engine(tiny_gguf, kv_cache_mib=1, int4=invariant_int4()) as engine:
         scheduler = engine.engine.scheduler
         preempted: list[str] = []
         preempt = scheduler._preempt

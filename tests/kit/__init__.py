@@ -13,4 +13,5 @@
 - ``fake_engine``: a scripted ``EngineClient`` for HTTP-layer tests (no model, no torch).
 - ``live_server``: runs ``python -m server_ref serve`` as a subprocess for a block.
 - ``live_clients``: the official ``openai`` client, sync or async, and metrics polling.
+- ``precision``: the ``--int4`` value that keeps greedy streams the same batched as alone.
 """

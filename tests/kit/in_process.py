@@ -45,11 +45,13 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_engine(gguf: Path, kv_cache_mib: int = 16, **options: Any) -> Iterator[AsyncEngine]:
+def running_engine(
+    gguf: Path, kv_cache_mib: int = 16, int4: str = "auto", **options: Any
+) -> Iterator[AsyncEngine]:
     """A started ``AsyncEngine`` on ``gguf`` (``options``: its keyword arguments)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess servers (see live_server.TINY_ENV)
-    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib)
+    config = EngineConfig(device="cpu", kv_cache_mib=kv_cache_mib, int4=int4)
     engine = AsyncEngine(build_engine(str(gguf), config), **options)
     engine.start()
     try:

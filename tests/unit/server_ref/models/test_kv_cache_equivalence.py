@@ -15,8 +15,9 @@ from server_ref.engine.scheduler import Scheduler
 from server_ref.engine.sequence import Sequence
 from server_ref.engine.step_plan import slots_of
 from server_ref.engine.types import SamplingParams
-from server_ref.loading.gguf import load_tensors, open_gguf, read_config
+from server_ref.loading.gguf import load_int4_weights, load_tensors, open_gguf, read_config
 from server_ref.loading.llama_weights import build_model
+from server_ref.models.int4 import Int4Linear
 from server_ref.models.llama import Llama
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -141,7 +142,7 @@ def smollm_shaped_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.mark.parametrize("matmuls", ["fp32", "bf16"])
+@pytest.mark.parametrize("matmuls", ["fp32", "bf16", "int4"])
 @pytest.mark.parametrize("budget", [512, 24], ids=["whole-prefill", "chunked-prefill"])
 def test_a_sequence_computes_the_same_numbers_batched_as_alone(
     smollm_shaped_gguf: Path, matmuls: str, budget: int
@@ -149,10 +150,21 @@ def test_a_sequence_computes_the_same_numbers_batched_as_alone(
     # decoded next to others of other lengths, its prompt prefilled in other chunks, a
     # sequence gets bit for bit the logits and keys/values it gets alone. bf16 matmul inputs
     # would round any last-bit difference up into a 0.4% one and flip greedy near-ties.
+    # int4: the file's 4-bit weights in every step (``--int4 always``)
+    if matmuls == "int4" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the int4 CPU kernel is vectorized for x86 AVX2 / AVX-512 only")
     r = open_gguf(smollm_shaped_gguf)
-    mm = torch.bfloat16 if matmuls == "bf16" else None
+    mm = None if matmuls == "fp32" else torch.bfloat16
     model = build_model(
-        read_config(r), load_tensors(r), torch.device("cpu"), torch.float32, matmul_dtype=mm
+        read_config(r),
+        load_tensors(r),
+        torch.device("cpu"),
+        torch.float32,
+        matmul_dtype=mm,
+        int4=load_int4_weights(r) if matmuls == "int4" else None,
+    )
+    assert sum(isinstance(m, Int4Linear) for m in model.modules()) == (
+        4 * model.cfg.n_layers if matmuls == "int4" else 0
     )
     torch.manual_seed(2)
     prompts = [torch.randint(0, 256, (n,)).tolist() for n in (37, 100, 5, 130, 64)]

@@ -12,6 +12,7 @@ from server_ref.loading.gguf import load_tensors, open_gguf, read_config
 from server_ref.loading.llama_weights import build_model
 from server_ref.models import prepack
 from server_ref.models.llama import Llama
+from server_ref.models.output_head import RescoredHead
 from server_ref.models.prepack import PackedLinear, prepack_linears
 
 needs_onednn = pytest.mark.skipif(
@@ -113,15 +114,16 @@ def test_no_onednn_means_no_packing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_onednn
-def test_mixed_precision_keeps_fp32_activations_and_an_fp32_head(tiny_gguf: Path) -> None:
+def test_mixed_precision_keeps_fp32_activations_and_a_rescored_head(tiny_gguf: Path) -> None:
     plain = _build(tiny_gguf, torch.float32, False)
     mixed = _build(tiny_gguf, torch.float32, True, matmul_dtype=torch.bfloat16)
     assert (mixed.dtype, mixed.matmul_dtype) == (torch.float32, torch.bfloat16)
     assert (plain.dtype, plain.matmul_dtype) == (torch.float32, torch.float32)
     packed = [m for m in mixed.modules() if isinstance(m, PackedLinear)]
+    # the head: bf16 with its top logits recomputed exactly (models.output_head)
     head = mixed.lm_head
-    assert isinstance(head, PackedLinear) and head.matmul_dtype == torch.float32
-    assert all(m.matmul_dtype == torch.bfloat16 for m in packed if m is not head)
+    assert isinstance(head, RescoredHead) and head.weight.dtype == torch.float32
+    assert all(m.matmul_dtype == torch.bfloat16 for m in packed)
     assert "bfloat16" in repr(packed[0])
     tokens = torch.randint(
         0, plain.cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3)
