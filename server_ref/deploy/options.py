@@ -13,7 +13,22 @@ from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
 if TYPE_CHECKING:
     from server_ref.api.serve import ServeOptions
 
-__all__ = ["add_ray_options", "check_ray_options", "run_on_ray"]
+__all__ = ["LOCAL_RAY_ENV", "add_ray_options", "check_ray_options", "local_ray_env", "run_on_ray"]
+
+# Read by Ray when it is first imported. Ray turns a node address of 127.0.0.1 into the
+# machine's outward address unless "clusters" are off, as they are on macOS and Windows; off,
+# the head node, its workers and its drivers all use the loopback address (Ray's
+# services.get_node_ip_address). Several machines are joined with ``ray start`` instead.
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def local_ray_env() -> None:
+    """Keep the Ray instance of this process on 127.0.0.1; call before the first ``import ray``.
+
+    >>> local_ray_env(); import ray  # doctest: +SKIP
+    """
+    for name, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +62,7 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
         return None
     if args.otlp_traces_endpoint is not None:
         raise UsageError("--otlp-traces-endpoint is not supported with --ray yet")
+    local_ray_env()
     try:
         import ray.serve  # noqa: F401
     except ImportError:

@@ -57,7 +57,8 @@ def serve_on_ray(options: ServeOptions, plan: ReplicaPlan, *, cores: int) -> Non
         serve.run(application(options, plan), name=APP_NAME, route_prefix="/")
         print(
             f"serving {options.model} on Ray Serve: {plan.min_replicas}..{plan.max_replicas} "
-            f"replicas x {plan.cpus_per_replica} CPUs on http://{options.host}:{options.port}",
+            f"replicas x {plan.cpus_per_replica} CPUs on http://{options.host}:{options.port} "
+            f"(Ray at {ray.get_runtime_context().gcs_address})",
             file=sys.stderr,
             flush=True,
         )
