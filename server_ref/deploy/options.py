@@ -62,13 +62,8 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
         return None
     if args.otlp_traces_endpoint is not None:
         raise UsageError("--otlp-traces-endpoint is not supported with --ray yet")
-    local_ray_env()
     try:
-        import ray.serve  # noqa: F401
-    except ImportError:
-        raise UsageError("--ray needs Ray Serve: pip install 'llm-sdk[ray]'") from None
-    try:
-        return plan_replicas(
+        plan = plan_replicas(
             args.replicas,
             max_replicas=args.max_replicas,
             cpus_per_replica=args.cpus_per_replica,
@@ -78,6 +73,12 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    local_ray_env()
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError:
+        raise UsageError("--ray needs Ray Serve: pip install 'llm-sdk[ray]'") from None
+    return plan
 
 
 def run_on_ray(options: ServeOptions, plan: ReplicaPlan) -> int:
