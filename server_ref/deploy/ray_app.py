@@ -146,11 +146,13 @@ class AppArgs(BaseModel):
     gpus_per_replica: float = 0.0
 
 
-def build_app(args: AppArgs) -> Application:
-    """The application builder of ``serve run server_ref.deploy.ray_app:build_app``.
+def build_app(config: dict[str, Any]) -> Application:
+    """The application builder of ``serve run server_ref.deploy.ray_app:build_app``: the
+    config file's ``args``, checked as ``AppArgs``.
 
-    >>> build_app(AppArgs(model="smollm2-135m-instruct", replicas=2))  # doctest: +SKIP
+    >>> build_app({"model": "smollm2-135m-instruct", "replicas": 2})  # doctest: +SKIP
     """
+    args = AppArgs.model_validate(config)
     engine = EngineConfig(
         device=args.device,
         dtype=args.dtype,
