@@ -3,8 +3,6 @@ and one-line errors for plans that cannot run. No Ray is imported here or by wha
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from kit.blocked_imports import run_without
 
@@ -60,7 +58,6 @@ def test_cli_refuses_before_anything_starts(
     assert main(["serve", "--model", "missing.gguf", "--device", "cpu", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
-    assert "ray" not in sys.modules  # checked before Ray is even imported
 
 
 def test_sdk_and_the_plain_server_never_import_ray() -> None:
