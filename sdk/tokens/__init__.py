@@ -73,8 +73,8 @@ if TYPE_CHECKING:
         export_tokenizer as export_tokenizer,
         tokenizer_from_export as tokenizer_from_export,
     )
-    from sdk.tokens.hf import HFTokenizer as HFTokenizer
     from sdk.tokens.gguf_vocab import tokenizer_from_gguf as tokenizer_from_gguf
+    from sdk.tokens.hf import HFTokenizer as HFTokenizer
     from sdk.tokens.hosted import (
         TokenCountWarning as TokenCountWarning,
         estimate_tokenizer as estimate_tokenizer,
