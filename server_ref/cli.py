@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TextIO
 
 from sdk.cli.base import Command, OneLineParser, UsageError, add_subcommands, program_name, run_main
+from server_ref.deploy.options import add_ray_options, check_ray_options, run_on_ray
 from server_ref.engine.types import DTYPE_CHOICES, INT4_CHOICES
 from server_ref.loading import registry
 
@@ -237,11 +238,13 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "(a collector, e.g. http://localhost:4318; /v1/traces is added when URL has no "
         "path). Needs pip install 'llm-sdk[otel]'",
     )
+    add_ray_options(parser)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from server_ref.api.serve import ServeOptions, serve
 
+    ray_plan = check_ray_options(args, args.max_queue)
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be in 0..65535")
     if not 0 <= args.drain_timeout < float("inf"):
@@ -253,23 +256,24 @@ def _run_serve(args: argparse.Namespace) -> int:
         _ProgressLine(sys.stderr, registry.MODELS.get(args.model)) as progress,
         _ProgressLine(sys.stderr, registry.MODELS.get(embedding or "")) as embedding_progress,
     ):
-        serve(
-            ServeOptions(
-                args.model,
-                _engine_config(args, max_queue=args.max_queue),
-                host=args.host,
-                port=args.port,
-                api_key=args.api_key,
-                served_model_name=args.served_model_name,
-                enable_web=not args.no_web,
-                log_level=args.log_level,
-                progress=progress,
-                drain_timeout_s=args.drain_timeout,
-                embedding_model=embedding,
-                embedding_progress=embedding_progress,
-                otlp_traces_endpoint=args.otlp_traces_endpoint,
-            )
+        options = ServeOptions(
+            args.model,
+            _engine_config(args, max_queue=args.max_queue),
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            served_model_name=args.served_model_name,
+            enable_web=not args.no_web,
+            log_level=args.log_level,
+            progress=progress,
+            drain_timeout_s=args.drain_timeout,
+            embedding_model=embedding,
+            embedding_progress=embedding_progress,
+            otlp_traces_endpoint=args.otlp_traces_endpoint,
         )
+        if ray_plan is not None:
+            return run_on_ray(options, ray_plan)
+        serve(options)
     return 0
 
 

@@ -147,7 +147,7 @@ class EngineServer(uvicorn.Server):
             self.engine = engine
             if options.embedding_model is not None:
                 self.gate.status = "loading the embedding model"
-                self.embedder = _load_embedder(options)
+                self.embedder = load_embedder(options)
                 self.embedder.start()
             self.gate.app = create_app(
                 engine,
@@ -212,8 +212,11 @@ class EngineServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def _load_embedder(options: ServeOptions) -> Embedder:
-    """The embedding model of ``options``, built (pulled on first use), not started."""
+def load_embedder(options: ServeOptions) -> Embedder:
+    """The embedding model of ``options``, built (pulled on first use), not started.
+
+    >>> load_embedder(ServeOptions("m.gguf", embedding_model="all-minilm-l6-v2"))  # doctest: +SKIP
+    """
     from server_ref.engine.build_embedder import build_embedder
 
     name = options.embedding_model

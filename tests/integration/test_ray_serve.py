@@ -1,0 +1,231 @@
+"""The server as a Ray Serve application (``serve --ray --replicas 2``) against one plain server.
+
+Through Serve's proxy a client must get what one plain server gives it: the same greedy
+answers and SSE bytes (apart from ids and timestamps), the same model list, the same error
+statuses and bodies. A replica killed under load is restarted by Serve while the SDK's retries
+hide the failure; streams cut by their clients free every replica's KV slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from server_ref.deploy.options import local_ray_env
+
+# Read when Ray is imported: this process joins the server's Ray instance on 127.0.0.1, with
+# the token Ray saved for it (under ~/.ray) on its first start.
+local_ray_env()
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+pytest.importorskip("ray.serve", reason="needs the ray extra: pip install 'llm-sdk[ray]'")
+
+import ray  # noqa: E402
+from kit.four_clients import KINDS, FourClients  # noqa: E402
+from kit.live_server import LiveServer, ServerFactory  # noqa: E402
+from kit.ray_cluster import RayCluster  # noqa: E402
+
+import sdk  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPLICAS = 2
+RESTART_S = 120.0  # a replica loads torch and the tiny models again on a busy 2-core machine
+MESSAGES = [{"role": "user", "content": "Tell me about foxes."}]
+GREEDY = {"max_tokens": 12, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def ray_server(tiny_server_factory: ServerFactory) -> Iterator[LiveServer]:
+    with tiny_server_factory("--ray", "--replicas", str(REPLICAS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_server: LiveServer) -> Iterator[RayCluster]:
+    cluster = RayCluster.of(ray_server)
+    cluster.wait_replicas(REPLICAS, within=RESTART_S)
+    yield cluster
+    cluster.close()
+
+
+def _same_sse(text: str) -> str:
+    """The SSE body without what differs per response: ids and timestamps."""
+    text = re.sub(r'"id":"[^"]*"', '"id":"-"', text)
+    return re.sub(r'"created":\d+', '"created":0', text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+async def test_same_bytes_as_one_server(
+    tiny_server: LiveServer, ray_server: LiveServer, model_id: str, path: str, stream: bool
+) -> None:
+    body: dict[str, Any] = {"model": model_id, "stream": stream, **GREEDY}
+    body |= {"messages": MESSAGES} if "chat" in path else {"prompt": "The quick brown fox"}
+    answers = []
+    for server in (tiny_server, ray_server):
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+            r = await http.post(path, json=body)
+        answers.append((r.status_code, r.headers["content-type"], _same_sse(r.text)))
+    assert answers[0] == answers[1]
+
+
+async def test_same_answers_for_every_client(
+    tiny_server: LiveServer, ray_server: LiveServer, model_id: str
+) -> None:
+    kwargs = {"model": model_id, "messages": MESSAGES, **GREEDY}
+    results = []
+    for server in (tiny_server, ray_server):
+        clients = FourClients(server.base_url)
+        replies = await clients.each(lambda c: c.chat.completions.create(**kwargs))
+        streamed = {k: await clients.run(k, _streamed_text(k, kwargs)) for k in KINDS}
+        await clients.close()
+        results.append({k: (replies[k].choices[0].message.content, streamed[k]) for k in KINDS})
+    assert results[0] == results[1]
+    # and every client, streaming or not, got the same text
+    assert len({text for pair in results[0].values() for text in pair}) == 1
+
+
+def _streamed_text(kind: str, kwargs: dict[str, Any]) -> Any:
+    """A call that streams (openai's client or ours) and joins the text deltas."""
+
+    def sync(client: Any) -> str:
+        stream = client.chat.completions.create(stream=True, **kwargs)
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    async def async_(client: Any) -> str:
+        stream = await client.chat.completions.create(stream=True, **kwargs)
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    return sync if kind.endswith("-sync") else async_
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/chat/completions", b"{not json"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"model": "nope", "messages": [{"role": "user", "content": "hi"}]}',
+        ),
+        ("POST", "/v1/completions", b'{"model": "MODEL", "prompt": "' + b"fox " * 600 + b'"}'),
+    ],
+    ids=["models", "bad-json", "unknown-model", "over-long-prompt"],
+)
+async def test_same_status_and_body(
+    tiny_server: LiveServer,
+    ray_server: LiveServer,
+    model_id: str,
+    method: str,
+    path: str,
+    content: bytes | None,
+) -> None:
+    if content is not None:
+        content = content.replace(b"MODEL", model_id.encode())
+    answers = []
+    for server in (tiny_server, ray_server):
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+            r = await http.request(
+                method, path, content=content, headers={"content-type": "application/json"}
+            )
+        answers.append((r.status_code, _same_sse(r.text), r.headers.get_list("x-request-id")))
+    (plain_status, plain_body, _), (status, body, request_ids) = answers
+    assert (status, body) == (plain_status, plain_body)
+    assert len(request_ids) == 1  # Serve's proxy sends it; the replica's copy is dropped
+
+
+async def test_a_killed_replica_is_hidden_by_retries_and_comes_back(
+    ray_server: LiveServer, cluster: RayCluster, model_id: str
+) -> None:
+    """200 mixed calls through the SDK while one replica's actor is killed: every call that
+    had not yet received a token succeeds (the SDK retries it, with one idempotency key); a
+    stream the kill cuts after its first tokens ends with a typed error, never a hang."""
+    base = {"model": model_id, "temperature": 0, "max_tokens": 8}
+    prompts = [[{"role": "user", "content": f"Question {i % 5}"}] for i in range(200)]
+    client = sdk.AsyncClient(base_url=f"{ray_server.base_url}/v1", max_retries=8, timeout=60)
+    expected = {
+        i: (await client.chat.completions.create(messages=prompts[i], **base))
+        .choices[0]
+        .message.content
+        for i in range(5)
+    }
+    done, failed, cut = 0, [], 0
+    gate = asyncio.Semaphore(8)
+
+    async def call(i: int) -> None:
+        nonlocal done, cut
+        started = False
+        async with gate:
+            try:
+                if i % 2:
+                    reply = await client.chat.completions.create(messages=prompts[i], **base)
+                    text = reply.choices[0].message.content
+                else:
+                    stream = await client.chat.completions.create(
+                        messages=prompts[i], stream=True, **base
+                    )
+                    parts = []
+                    async for chunk in stream:
+                        started = True
+                        parts.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+                    text = "".join(parts)
+                assert text == expected[i % 5]
+            except sdk.APIError:
+                if not started:
+                    raise
+                cut += 1
+            done += 1
+
+    async def kill_one() -> None:
+        while done < 40:
+            await asyncio.sleep(0.05)
+        victim = next(iter(cluster.replicas().values()))
+        ray.kill(victim, no_restart=True)
+
+    results = await asyncio.gather(
+        kill_one(), *(call(i) for i in range(200)), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    await client.close()
+    assert not failed, failed[:3]
+    print(f"{cut} streams cut by the kill after their first tokens; 200 - {cut} calls whole")
+    assert cut <= 8  # at most the streams that were running on the killed replica
+    await asyncio.to_thread(cluster.wait_replicas, REPLICAS, within=RESTART_S)
+
+
+async def test_cut_streams_free_every_replicas_kv_slots(
+    ray_server: LiveServer, cluster: RayCluster, model_id: str
+) -> None:
+    body = {
+        "model": model_id,
+        "prompt": "Once upon a time",
+        "stream": True,
+        "max_tokens": 400,
+        "ignore_eos": True,
+    }
+
+    async def cut_after_first_tokens(http: httpx.AsyncClient) -> None:
+        async with http.stream("POST", "/v1/completions", json=body) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if line.startswith("data: {"):
+                    return  # closes the connection with the stream running
+
+    async with httpx.AsyncClient(base_url=ray_server.base_url, timeout=60) as http:
+        await asyncio.gather(*(cut_after_first_tokens(http) for _ in range(20)))
+    loads: dict[str, Any] = {}
+    for _ in range(120):
+        loads = await asyncio.to_thread(cluster.engine_loads)
+        if len(loads) == REPLICAS and all(
+            s["running"] == s["waiting"] == s["kv_blocks_used"] == 0 for s in loads.values()
+        ):
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"KV slots still held 30 s after the cuts: {loads}")
