@@ -99,12 +99,13 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--int4",
-        default="auto",
+        default="never",
         choices=list(INT4_CHOICES),
         help="with --dtype mixed, run the layers a GGUF stores in 4 bits (Q4_0, Q4_1) on those "
         "4-bit weights. auto: in steps of up to 4 tokens (a single stream, small batches), "
         "bf16 copies in bigger ones, so a stream's numbers can change when batched; always / "
-        "never: one kernel for every step, greedy streams the same batched as alone",
+        "never (the default): one kernel for every step, greedy streams the same batched as "
+        "alone",
     )
     parser.add_argument("--max-num-seqs", type=int, default=32, help="cap on running sequences")
     parser.add_argument("--kv-cache-mib", type=int, default=None, help="KV cache memory budget")

@@ -133,7 +133,7 @@ class AppArgs(BaseModel):
     embedding_model: str | None = registry.DEFAULT_EMBEDDING_MODEL
     device: str = "auto"
     dtype: str = "auto"
-    int4: Literal["auto", "always", "never"] = "auto"  # see `serve --int4`
+    int4: Literal["auto", "always", "never"] = "never"  # see `serve --int4`
     max_num_seqs: int = 32
     max_queue: int = 256
     kv_cache_mib: int | None = None

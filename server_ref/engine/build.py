@@ -34,7 +34,7 @@ _EOG_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<end_o
 class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto | float32 | bfloat16 | mixed (device.pick_device)
-    int4: str = "auto"  # auto | always | never (device.int4_max_rows)
+    int4: str = "never"  # auto | always | never (device.int4_max_rows)
     max_num_seqs: int = 32
     max_queue: int = 256
     max_batched_tokens: int = 512  # per step; also the prefill chunk size

@@ -22,7 +22,7 @@ def e2e_dtype() -> str:
     return os.environ.get("LLM_SDK_TEST_DTYPE", "auto")
 
 
-def _build_engine(gguf: Path, dtype: str, int4: str = "auto") -> LLMEngine:
+def _build_engine(gguf: Path, dtype: str, int4: str = "never") -> LLMEngine:
     # LLM_SDK_TEST_DEVICE=cuda runs the same checks on the GPU path
     config = EngineConfig(
         device=os.environ.get("LLM_SDK_TEST_DEVICE", "cpu"),
@@ -47,8 +47,8 @@ def engine_with_dtype(
 
     device = os.environ.get("LLM_SDK_TEST_DEVICE", "cpu")
 
-    def build(dtype: str, int4: str = "auto") -> LLMEngine:
-        same = pick_device(device, dtype) == pick_device(device, e2e_dtype()) and int4 == "auto"
+    def build(dtype: str, int4: str = "never") -> LLMEngine:
+        same = pick_device(device, dtype) == pick_device(device, e2e_dtype()) and int4 == "never"
         return default_engine if same else _build_engine(default_gguf, dtype, int4)
 
     return build

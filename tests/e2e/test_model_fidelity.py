@@ -37,7 +37,7 @@ def engine(
     request: pytest.FixtureRequest, engine_with_dtype: Callable[[str, str], LLMEngine]
 ) -> LLMEngine:
     dtype, _, int4 = str(request.param).partition("+")
-    return engine_with_dtype(dtype, "always" if int4 else "auto")
+    return engine_with_dtype(dtype, "always" if int4 else "never")
 
 
 def test_teacher_forced_top1_agreement_with_llamacpp(engine: LLMEngine) -> None:

@@ -46,7 +46,7 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
 
 @contextlib.contextmanager
 def running_engine(
-    gguf: Path, kv_cache_mib: int = 16, int4: str = "auto", **options: Any
+    gguf: Path, kv_cache_mib: int = 16, int4: str = "never", **options: Any
 ) -> Iterator[AsyncEngine]:
     """A started ``AsyncEngine`` on ``gguf`` (``options``: its keyword arguments)."""
     threads = torch.get_num_threads()
