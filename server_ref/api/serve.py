@@ -39,6 +39,7 @@ from server_ref.api.readiness import DeferredApp
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
 from server_ref.engine.embedder import Embedder
+from server_ref.engine.memory import bound_kernel_caches
 from server_ref.loading import registry
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def serve(options: ServeOptions) -> None:
     if options.embedding_model is not None:
         _check_name(options.embedding_model, "embedding")
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    bound_kernel_caches()  # else RSS grows for hours with every new batch shape
     server = EngineServer(options)
     if options.otlp_traces_endpoint is not None:
         from server_ref.api.otel import otlp_tracer_provider  # imports OpenTelemetry

@@ -1,12 +1,16 @@
-"""``Trimmer``: when freed memory is given back (the trim itself is glibc's)."""
+"""``Trimmer``: when freed memory is given back (the trim itself is glibc's); the capped kernel
+caches."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
+import torch
 
-from server_ref.engine.memory import Trimmer
+from server_ref.engine.memory import KERNEL_CACHE_CAPACITY, Trimmer, bound_kernel_caches
 
 
 @pytest.fixture
@@ -41,3 +45,50 @@ def test_glibc_trim_is_found_and_runs() -> None:
     trimmer = Trimmer(interval_s=0)
     assert trimmer.available
     trimmer.after_step()  # does not raise
+
+
+def test_kernel_caches_are_capped_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "7")
+    bound_kernel_caches()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_CAPACITY)
+    assert os.environ["LRU_CACHE_CAPACITY"] == "7"  # the operator's choice stands
+
+
+# Runs 3 linears at 60 new row counts (180 new shapes) after capping at CAP; prints MiB grown.
+_MANY_SHAPES = """
+import ctypes, torch
+from server_ref.engine.memory import bound_kernel_caches
+from server_ref.models.prepack import PackedLinear
+def rss():
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
+bound_kernel_caches(CAP)
+torch.set_num_threads(1)
+layers = [PackedLinear(torch.randn(o, i)) for o, i in [(960, 576), (576, 576), (3072, 576)]]
+x = torch.randn(400, 576)
+with torch.inference_mode():
+    for rows in range(2, 40):
+        [layer(x[:rows]) for layer in layers]
+    before = rss()
+    for rows in range(40, 100):
+        [layer(x[:rows]) for layer in layers]
+print((rss() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and glibc")
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")  # type: ignore[no-untyped-call]
+def test_capped_kernel_caches_stop_growing_with_new_shapes() -> None:
+    def grown_mib(cap: int) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("CACHE_CAPACITY")}
+        code = _MANY_SHAPES.replace("CAP", str(cap))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+
+    # the defaults (1024 kernels each) keep all 180 new kernels: about 0.3 MiB each
+    assert grown_mib(1024) > 40
+    assert grown_mib(16) < 15
