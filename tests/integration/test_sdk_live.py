@@ -392,17 +392,26 @@ async def server_full(base_url: str, model: str) -> AsyncIterator[None]:
         sdk.AsyncClient(base_url=f"{base_url}/v1", max_retries=0) as client,
         httpx.AsyncClient(base_url=base_url) as http,
     ):
-        running = await create(client, "chat", model, stream=True, **LONG)
-        waiting = asyncio.create_task(create(client, "completion", model, stream=True, **LONG))
-        try:
-            await wait_for_metrics(http, {RUNNING: 1.0, WAITING: 1.0}, within=30.0)
-            yield
-        finally:
-            waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiting
-            await running.close()
-            await wait_for_metrics(http, {RUNNING: 0.0, WAITING: 0.0}, within=5.0)
+        for attempt in range(3):
+            running = await create(client, "chat", model, stream=True, **LONG)
+            waiting = asyncio.create_task(create(client, "completion", model, stream=True, **LONG))
+            try:
+                try:
+                    await wait_for_metrics(http, {RUNNING: 1.0, WAITING: 1.0}, within=30.0)
+                except AssertionError:
+                    # on a loaded machine the tiny model may finish the first stream's 400
+                    # tokens before the second request arrives: hold both again
+                    if attempt == 2:
+                        raise
+                    continue
+                yield
+                return
+            finally:
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
+                await running.close()
+                await wait_for_metrics(http, {RUNNING: 0.0, WAITING: 0.0}, within=30.0)
 
 
 async def test_full_queue_is_rate_limited(
