@@ -12,8 +12,8 @@ Both are ``exact=False``: ``usage.prompt_tokens`` of a response is the real numb
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sdk.tokens.errors import TokenizerError
 from sdk.tokens.tokenizer import Tokenizer, TokenizerSource
@@ -71,17 +71,11 @@ class OpenAITokenizer(Tokenizer):
         tool_choice: object = None,
         parallel_tool_calls: bool | None = None,
     ) -> int:
-        # OpenAI does not publish how it shows tools to its models: they are counted as the
-        # generic format's system section and JSON tool calls, an estimate like the rest.
-        total = REPLY_PRIMING_TOKENS
-        spec = active_tools(tools, tool_choice, parallel_tool_calls)
-        for message in generic_tool_messages(messages, spec):
-            total += TOKENS_PER_MESSAGE
-            for key, value in message.items():
-                total += len(self.encode(str(value), allow_special=False))
-                if key == "name":
-                    total += TOKENS_PER_NAME
-        return total
+        def message_tokens(message: dict[str, Any]) -> int:
+            texts = sum(len(self.encode(str(v), allow_special=False)) for v in message.values())
+            return texts + (TOKENS_PER_NAME if "name" in message else 0)
+
+        return _estimate_chat(messages, tools, tool_choice, parallel_tool_calls, message_tokens)
 
 
 BYTES_PER_TOKEN = 4  # English text averages about 4 bytes per token in BPE vocabularies
@@ -119,12 +113,26 @@ class ByteEstimateTokenizer(Tokenizer):
         tool_choice: object = None,
         parallel_tool_calls: bool | None = None,
     ) -> int:
-        # OpenAI does not publish how it shows tools to its models: they are counted as the
-        # generic format's system section and JSON tool calls, an estimate like the rest.
-        total = REPLY_PRIMING_TOKENS
-        spec = active_tools(tools, tool_choice, parallel_tool_calls)
-        for message in generic_tool_messages(messages, spec):
-            total += TOKENS_PER_MESSAGE + 1 + self.count(message["content"])
+        def message_tokens(message: dict[str, Any]) -> int:
+            total = 1 + self.count(message["content"])  # the role: one token
             if "name" in message:
                 total += TOKENS_PER_NAME + self.count(str(message["name"]))
-        return total
+            return total
+
+        return _estimate_chat(messages, tools, tool_choice, parallel_tool_calls, message_tokens)
+
+
+def _estimate_chat(
+    messages: Sequence[object],
+    tools: Sequence[object] | None,
+    tool_choice: object,
+    parallel_tool_calls: bool | None,
+    message_tokens: Callable[[dict[str, Any]], int],
+) -> int:
+    """OpenAI's published per-message overheads around each message's own tokens. OpenAI does
+    not publish how it shows tools to its models: they are counted as the generic format's
+    system section and JSON tool calls, an estimate like the rest."""
+    spec = active_tools(tools, tool_choice, parallel_tool_calls)
+    return REPLY_PRIMING_TOKENS + sum(
+        TOKENS_PER_MESSAGE + message_tokens(m) for m in generic_tool_messages(messages, spec)
+    )
