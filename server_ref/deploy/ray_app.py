@@ -32,6 +32,7 @@ from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
 from server_ref.engine.embedder import Embedder
+from server_ref.engine.memory import bound_kernel_caches
 from server_ref.loading import registry
 
 __all__ = ["DEPLOYMENT_OF", "AppArgs", "EngineReplica", "application", "build_app"]
@@ -47,6 +48,7 @@ class EngineReplica:
         # OMP_NUM_THREADS comes with the replica's runtime_env; torch's pool is set here too,
         # for a replica started without it (``serve run`` with a hand-written config).
         torch.set_num_threads(threads)
+        bound_kernel_caches()  # as a plain server does: before the replica's first matmul
         self.options = options
         self.engine = AsyncEngine(load_engine(options.model, options.engine))
         self.engine.start()

@@ -29,6 +29,27 @@ from torch import Tensor, nn
 
 # rows per matmul that oneDNN picks its blocking for; any row count works with the result
 _BATCH_HINT = 16
+# above this many rows a matmul runs on a multiple of it (see ``padded_rows``)
+ROW_BUCKET = 32
+
+
+def padded_rows(rows: int) -> int:
+    """How many rows a ``PackedLinear`` multiplies to give ``rows`` rows of output.
+
+    oneDNN builds and caches a kernel per matmul shape, and a serving engine's steps come in
+    every row count up to their token budget (512 by default), so left alone a server keeps
+    meeting new shapes for hours, each a kernel of about 0.3 MiB in two caches
+    (``server_ref.engine.memory``). Decoding batches (up to ``ROW_BUCKET`` rows) keep their
+    exact count; larger steps, prefill chunks, run on the next multiple of ``ROW_BUCKET``,
+    at most ``ROW_BUCKET - 1`` zero rows more, so 512 rows make at most 47 shapes per layer
+    kind. A lone row runs as two (see ``PackedLinear``).
+
+    >>> [padded_rows(n) for n in (1, 2, 32, 33, 500)]
+    [2, 2, 32, 64, 512]
+    """
+    if rows <= ROW_BUCKET:
+        return max(rows, 2)
+    return -(-rows // ROW_BUCKET) * ROW_BUCKET
 
 
 class PackedLinear(nn.Module):
@@ -38,11 +59,12 @@ class PackedLinear(nn.Module):
     and multiplied in (default: the weight's own); inputs are rounded to it and results come
     back in the input's dtype.
 
-    A lone row is multiplied as two (the row twice): oneDNN sums a single row in another
+    A lone row is multiplied as two (with a zero row): oneDNN sums a single row in another
     order than the rows of a batch (measured on the default model's 1536-wide down
     projection), and from two rows on every row's result is the same whatever the row count.
     So a sequence decoded alone gets exactly the numbers it gets in a batch (see
-    ``Attention.attend`` for the rest of that property).
+    ``Attention.attend`` for the rest of that property), and padding a large step with zero
+    rows (``padded_rows``) changes none of its real rows.
     """
 
     def __init__(
@@ -56,14 +78,15 @@ class PackedLinear(nn.Module):
         self.bias = None if bias is None else bias.detach().to(self.matmul_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        xm = x.to(self.matmul_dtype)
-        lone = xm.numel() == xm.shape[-1]
-        if lone:  # one row: see the class docstring
-            xm = xm.reshape(1, -1).repeat(2, 1)
+        xm = x.to(self.matmul_dtype).reshape(-1, self.in_features)
+        rows = xm.shape[0]
+        extra = padded_rows(rows) - rows
+        if extra:  # zero rows: see the class docstring and padded_rows
+            xm = F.pad(xm, (0, 0, 0, extra))
         y: Tensor = torch.ops.mkldnn._linear_pointwise(xm, self.packed, self.bias, "none", [], "")
-        if lone:
-            y = y[:1].reshape(*x.shape[:-1], -1)
-        return y.to(x.dtype)
+        if extra:
+            y = y[:rows]
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

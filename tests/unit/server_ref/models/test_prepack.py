@@ -13,7 +13,7 @@ from server_ref.loading.llama_weights import build_model
 from server_ref.models import prepack
 from server_ref.models.llama import Llama
 from server_ref.models.output_head import RescoredHead
-from server_ref.models.prepack import PackedLinear, prepack_linears
+from server_ref.models.prepack import ROW_BUCKET, PackedLinear, padded_rows, prepack_linears
 
 needs_onednn = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN"
@@ -66,6 +66,28 @@ def test_packed_linear_takes_any_row_count(rows: int) -> None:
     with torch.no_grad():
         torch.testing.assert_close(PackedLinear(lin.weight)(x), lin(x), atol=1e-5, rtol=1e-5)
     assert "oneDNN" in repr(PackedLinear(lin.weight))
+
+
+def test_row_counts_come_in_a_bounded_set_of_shapes() -> None:
+    shapes = {padded_rows(n) for n in range(1, 513)}
+    assert {padded_rows(n) for n in range(2, ROW_BUCKET + 1)} == set(range(2, ROW_BUCKET + 1))
+    assert padded_rows(1) == 2 and padded_rows(ROW_BUCKET + 1) == 2 * ROW_BUCKET
+    assert all(n <= padded_rows(n) < n + ROW_BUCKET for n in range(1, 513))
+    assert len(shapes) == ROW_BUCKET - 1 + 512 // ROW_BUCKET - 1
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_a_rows_result_is_the_same_at_any_row_count(dtype: torch.dtype) -> None:
+    # padding a step to its bucket, or a lone row to two, must not change a real row's bits
+    g = torch.Generator().manual_seed(3)
+    lin = PackedLinear(torch.randn(96, 576, generator=g).to(dtype))
+    x = torch.randn(130, 576, generator=g)
+    with torch.no_grad():
+        want = lin(x)
+        for rows in (1, 2, 17, 33, 64, 100):
+            assert torch.equal(lin(x[:rows]), want[:rows]), rows
+        assert lin(x[:5].reshape(1, 5, 576)).shape == (1, 5, 96)
 
 
 def test_unsupported_dtype_leaves_the_model_alone() -> None:
