@@ -47,6 +47,7 @@ from server_ref.api.errors import (
 from server_ref.api.openapi import errors, request_body
 from server_ref.api.schemas import INTEGRAL, SERVER_CONFIG, parse_body
 from server_ref.api.state import get_state
+from server_ref.api.tracing import trace_embeddings, traced
 from server_ref.engine.embedding_types import (
     EmbedderClosedError,
     EmbedderOverloadedError,
@@ -104,6 +105,7 @@ class ServerEmbeddingRequest(EmbeddingRequest):
     response_model=None,
     responses={200: {"model": CreateEmbeddingResponse}, **errors(400, 404, 429)},
 )
+@traced("embeddings")
 async def create_embeddings(request: Request) -> Response:
     state = get_state(request)
     req = await parse_body(request, ServerEmbeddingRequest)
@@ -119,6 +121,12 @@ async def create_embeddings(request: Request) -> Response:
         raise OverloadedError(exc.message, retry_after=retry_after) from None
     except EmbedderClosedError as exc:
         raise ServiceUnavailableError(exc.message) from None
+    trace_embeddings(
+        request,
+        request_model=req.model,
+        response_model=embedder.info.id,
+        input_tokens=result.prompt_tokens,
+    )
     chunks = body_chunks(result, req.encoding_format, embedder.info.id)
     if len(result.token_counts) <= ROWS_PER_CHUNK:
         return Response(b"".join(chunks), media_type="application/json")

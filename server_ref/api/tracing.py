@@ -1,4 +1,5 @@
-"""One span per generation request, when the app has a tracer (``create_app(tracer_provider=)``).
+"""One span per generation or embeddings request, when the app has a tracer
+(``create_app(tracer_provider=)``).
 
 A route decorated with ``@traced("chat")`` gets a SERVER span that:
 
@@ -17,6 +18,9 @@ A route decorated with ``@traced("chat")`` gets a SERVER span that:
 * ends with the response: for a stream, when ``SSEResponse`` closes (finished, failed or
   the client gone); a client that went away sets ``server_ref.client_disconnected``;
 * on failure has status ERROR with the error's message, and ``error.type`` its class.
+
+``POST /v1/embeddings`` is traced as ``embeddings``: the model names and
+``gen_ai.usage.input_tokens`` (the tokens embedded).
 
 This module imports no OpenTelemetry: the app talks to a ``RequestTracer`` (``otel`` holds the
 one over OpenTelemetry, imported only when a tracer provider is given).
@@ -110,18 +114,42 @@ def traced(operation: str) -> Callable[[Route], Route]:
     return decorate
 
 
+def trace_request(request: Request, *, request_model: str | None) -> RequestTrace | None:
+    """Name the request's span (if it is traced) after the model it asked for; its trace.
+
+    >>> trace_request(request, request_model=req.model)  # doctest: +SKIP
+    """
+    trace = getattr(request.state, "trace", None)
+    if not isinstance(trace, RequestTrace):
+        return None
+    if request_model is not None:
+        trace.span.update_name(f"{trace.operation} {request_model}")
+        trace.span.set_attributes({"gen_ai.request.model": request_model})
+    return trace
+
+
 def trace_generation(request: Request, gen: Generation, *, request_model: str | None) -> None:
     """Tell the request's span (if it is traced) what it generates.
 
     >>> trace_generation(request, gen, request_model=req.model)  # doctest: +SKIP
     """
-    trace = getattr(request.state, "trace", None)
-    if isinstance(trace, RequestTrace):
+    trace = trace_request(request, request_model=request_model)
+    if trace is not None:
         trace.generation = gen
         trace.response_model = get_state(request).served_model_name
-        if request_model is not None:
-            trace.span.update_name(f"{trace.operation} {request_model}")
-            trace.span.set_attributes({"gen_ai.request.model": request_model})
+
+
+def trace_embeddings(
+    request: Request, *, request_model: str, response_model: str, input_tokens: int
+) -> None:
+    """Tell an embeddings request's span (if it is traced) what it embedded.
+
+    >>> trace_embeddings(req, request_model=m, response_model=m, input_tokens=n)  # doctest: +SKIP
+    """
+    trace = trace_request(request, request_model=request_model)
+    if trace is not None:
+        trace.response_model = response_model
+        trace.attributes["gen_ai.usage.input_tokens"] = input_tokens
 
 
 class RequestTrace:
@@ -132,6 +160,7 @@ class RequestTrace:
         self.span = span
         self.generation: Generation | None = None
         self.response_model: str | None = None
+        self.attributes: Attributes = {}  # set when the span ends (a route's own)
         self._ended = False
 
     def end_with(self, response: SSEResponse) -> None:
@@ -162,9 +191,11 @@ class RequestTrace:
         if self._ended:
             return
         self._ended = True
-        attributes: Attributes = {}
+        attributes: Attributes = dict(self.attributes)
         if self.generation is not None:
             attributes.update(generation_attributes(self.generation, self.response_model))
+        elif self.response_model is not None:
+            attributes["gen_ai.response.model"] = self.response_model
         if isinstance(error, APIError) and status is None:
             status = error.status_code
         if status is not None:

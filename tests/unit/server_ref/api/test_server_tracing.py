@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,8 @@ from server_ref.api.tracing import (
     TIME_IN_QUEUE,
     TIME_TO_FIRST_TOKEN,
 )
+from server_ref.engine.build_embedder import build_embedder
+from server_ref.engine.embedder import Embedder
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -44,12 +47,12 @@ class Ticks:
 
 
 class Traced:
-    def __init__(self, engine: FakeEngine) -> None:
+    def __init__(self, engine: FakeEngine, embedder: Embedder | None = None) -> None:
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider()
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.engine = engine
-        self.app = create_app(engine, tracer_provider=self.provider)
+        self.app = create_app(engine, tracer_provider=self.provider, embedder=embedder)
 
     @property
     def spans(self) -> tuple[ReadableSpan, ...]:
@@ -136,6 +139,31 @@ async def test_a_streams_span_carries_the_usage_of_its_last_chunk(
     assert attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
     assert attributes[TIME_IN_DECODE] > 0
+
+
+async def test_an_embeddings_request_is_a_span_with_its_input_tokens(tiny_bert: Path) -> None:
+    embedder = build_embedder(tiny_bert, model_id="tiny-bert", device="cpu")
+    embedder.start()
+    traced = Traced(FakeEngine(), embedder)
+    try:
+        body = {"model": "tiny-bert", "input": ["hello world", "a cat"]}
+        response = await traced.post("/v1/embeddings", body, traceparent=TRACEPARENT)
+        assert response.status_code == 200
+        span = traced.span()
+        assert span.name == "embeddings tiny-bert" and span.kind is SpanKind.SERVER
+        assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+        attributes = span.attributes or {}
+        assert attributes["gen_ai.operation.name"] == "embeddings"
+        assert attributes["gen_ai.response.model"] == "tiny-bert"
+        assert attributes["gen_ai.usage.input_tokens"] == response.json()["usage"]["prompt_tokens"]
+        assert attributes["http.response.status_code"] == 200
+        traced.exporter.clear()
+        missing = await traced.post("/v1/embeddings", {**body, "model": "nope"})
+        assert missing.status_code == 404
+        assert traced.span().status.status_code is StatusCode.ERROR
+    finally:
+        traced.provider.shutdown()
+        embedder.shutdown()
 
 
 async def test_a_refused_request_is_an_error_span(traced: Traced) -> None:
