@@ -14,7 +14,8 @@ generated clients and API fuzzers agree with the server:
   draining). FastAPI's 422 is removed: this server never sends it.
 * Limits of the loaded model. Schema nodes marked ``x-server-limit`` get this app's numbers:
   ``max_tokens`` at most the context window less one prompt token, token ids inside the
-  vocabulary, the served model names as an ``enum``.
+  vocabulary, the served model names as an ``enum`` (the embedding model's too on the routes
+  both models share: model cards, tokenizers, ``/tokenize``, ``/detokenize``).
 """
 
 from __future__ import annotations
@@ -198,8 +199,11 @@ def _fill_limits(node: Any, state: ServerState) -> None:
         node["maximum"] = vocab - 1
     elif kind == "vocab_key":
         node["pattern"] = decimal_below(vocab) if vocab else f"^(?:{TOKEN_ID_KEY.pattern})$"
-    elif kind == "model_name":
-        node["enum"] = list(dict.fromkeys([state.served_model_name, info.id]))
+    elif kind in ("model_name", "any_model_name"):
+        names = [state.served_model_name, info.id]
+        if kind == "any_model_name" and state.embedder is not None:
+            names.append(state.embedder.info.id)
+        node["enum"] = list(dict.fromkeys(names))
     for value in node.values():
         _fill_limits(value, state)
 

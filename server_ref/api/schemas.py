@@ -55,7 +55,8 @@ LIMIT = "x-server-limit"
 COMPLETION_ROOM = {LIMIT: "completion_room"}
 VOCAB_ID = {LIMIT: "vocab_id"}
 VOCAB_KEY = {LIMIT: "vocab_key"}
-MODEL_NAME = {LIMIT: "model_name"}
+MODEL_NAME = {LIMIT: "model_name"}  # the chat model's names
+ANY_MODEL_NAME = {LIMIT: "any_model_name"}  # those and the embedding model's id
 
 
 def _integral(value: Any) -> Any:
@@ -75,7 +76,9 @@ TokenId = Annotated[int, Field(ge=0), INTEGRAL]
 VocabTokenId = Annotated[int, Field(ge=0, json_schema_extra=VOCAB_ID), INTEGRAL]  # 400 outside
 TokenIdKey = Annotated[str, Field(json_schema_extra=VOCAB_KEY)]  # checked by sampling.py
 ModelName = Annotated[str, Field(json_schema_extra=MODEL_NAME)]  # 404 for another name
-ModelPath = Annotated[str, Path(json_schema_extra=MODEL_NAME)]  # the same in {model_id:path}
+# routes both models share (cards, tokenizers): any served model, 404 for another name
+AnyModelName = Annotated[str, Field(json_schema_extra=ANY_MODEL_NAME)]
+ModelPath = Annotated[str, Path(json_schema_extra=ANY_MODEL_NAME)]  # the same in {model_id:path}
 StopString = Annotated[str, Field(min_length=1)]
 NonEmptyText = Annotated[str, Field(min_length=1)]
 NonEmptyIds = Annotated[list[VocabTokenId], Field(min_length=1)]
@@ -219,7 +222,7 @@ class ServerTokenizeRequest(TokenizeRequest):
 
     model_config = SERVER_CONFIG | ConfigDict(json_schema_extra=_tokenize_rules)
 
-    model: ModelName | None = None
+    model: AnyModelName | None = None
     messages: Messages | None = None  # type: ignore[assignment]
 
     _media = model_validator(mode="before")(refuse_media_parts)
@@ -228,7 +231,7 @@ class ServerTokenizeRequest(TokenizeRequest):
 class ServerDetokenizeRequest(DetokenizeRequest):
     model_config = SERVER_CONFIG
 
-    model: ModelName | None = None
+    model: AnyModelName | None = None
     tokens: list[VocabTokenId]
 
 

@@ -345,3 +345,22 @@ async def test_a_large_response_is_streamed_in_chunks(client: httpx.AsyncClient)
     assert "content-length" not in large.headers
     assert [d["index"] for d in large.json()["data"]] == list(range(3 * ROWS_PER_CHUNK + 1))
     assert large.json()["data"][0] == small.json()["data"][0]
+
+
+async def test_the_openapi_document_names_the_embedding_model_where_it_is_served(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas, paths = document["components"]["schemas"], document["paths"]
+    (card_id,) = paths["/v1/models/{model_id}"]["get"]["parameters"]
+    assert card_id["schema"]["enum"] == [CHAT, EMBEDDING]
+    for name in ("ServerTokenizeRequest", "ServerDetokenizeRequest"):
+        assert schemas[name]["properties"]["model"]["anyOf"][0]["enum"] == [CHAT, EMBEDDING]
+    # the chat routes answer 400 to the embedding model: it is not one of their names
+    assert schemas["ServerChatCompletionRequest"]["properties"]["model"]["anyOf"][0]["enum"] == [
+        CHAT
+    ]
+    for model in (CHAT, EMBEDDING):
+        assert (await client.get(f"/v1/models/{model}")).status_code == 200
+        tokenized = await client.post("/tokenize", json={"model": model, "prompt": "hi"})
+        assert tokenized.status_code == 200
