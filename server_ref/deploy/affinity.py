@@ -12,8 +12,8 @@ no tokenizer; a prefix of the text is a prefix of the rendered prompt, which is 
 ``preferred_replicas`` decides, for one request:
 
 1. the replicas that hold the longest indexed prefix of its text (one chunk at least);
-2. if none does, the replicas with the least indexed text: new conversations spread over
-   the replicas instead of following whoever saw a shared system prompt first;
+2. if none does, the least loaded replicas, and of those the ones with the least indexed
+   text: new conversations spread over the replicas, also when they come one at a time;
 3. minus any of those whose queue is more than ``max_imbalance`` requests longer than the
    least loaded replica's: an overloaded replica's cache is not worth waiting for.
 
@@ -164,9 +164,10 @@ def preferred_replicas(
     matched, holders = index.match(text, candidates)
     if matched:
         preferred = [c for c in candidates if c in holders]
-    else:
-        least_text = min(index.sizes[c] for c in candidates)
-        preferred = [c for c in candidates if index.sizes[c] == least_text]
+    else:  # least loaded (unknown: idle), then least indexed text
+        load = {c: (queue_lens.get(c) or 0, index.sizes[c]) for c in candidates}
+        least = min(load.values())
+        preferred = [c for c in candidates if load[c] == least]
     known = [q for q in (queue_lens.get(c) for c in candidates) if q is not None]
     if known:
         ceiling = min(known) + max_imbalance

@@ -43,6 +43,7 @@ from server_ref.loading import registry
 
 __all__ = [
     "DEPLOYMENT_OF",
+    "FORWARDED_OF",
     "FRONT_OF",
     "AppArgs",
     "EngineReplica",
@@ -132,6 +133,10 @@ class _ProxyWritesRequestId:
 DEPLOYMENT_OF: Deployment = serve.deployment(name=DEPLOYMENT, health_check_period_s=5.0)(
     serve.ingress()(EngineReplica)
 )
+# Behind the front (an application has one ingress): reached through ``forward`` only.
+FORWARDED_OF: Deployment = serve.deployment(name=DEPLOYMENT, health_check_period_s=5.0)(
+    EngineReplica
+)
 
 
 class FrontReplica:
@@ -162,11 +167,10 @@ def application(options: ServeOptions, plan: ReplicaPlan) -> Application:
 
     >>> serve.run(application(ServeOptions("m.gguf"), plan_replicas(2)))  # doctest: +SKIP
     """
-    engines = DEPLOYMENT_OF.options(**plan.deployment_options()).bind(
-        options, plan.cpus_per_replica
-    )
+    engine_options = plan.deployment_options()
     if plan.router == "default":
-        return engines
+        return DEPLOYMENT_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
+    engines = FORWARDED_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
     return FRONT_OF.options(**plan.front_options()).bind(engines)
 
 

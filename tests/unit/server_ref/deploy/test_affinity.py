@@ -103,13 +103,15 @@ def test_an_overloaded_holder_is_passed_over() -> None:
     assert preferred_replicas(text, ["A", "B"], index, {"A": None, "B": 0}) == ["A"]
 
 
-def test_new_text_prefers_the_replicas_with_the_least_indexed() -> None:
+def test_new_text_prefers_the_least_loaded_then_the_least_indexed() -> None:
     index = PrefixIndex(chunk_chars=4)
     index.insert("aaaabbbbcccc", "A")
     index.insert("dddd", "B")
     lens: dict[str, int | None] = {"A": 0, "B": 0, "C": 0}
     assert preferred_replicas("zzzzzzzz", ["A", "B", "C"], index, lens) == ["C"]
     assert preferred_replicas("zzzzzzzz", ["A", "B"], index, lens) == ["B"]
+    assert preferred_replicas("zzzzzzzz", ["A", "B"], index, {"A": 0, "B": 1}) == ["A"]
+    assert preferred_replicas("zzzzzzzz", ["A", "B"], index, {"A": None, "B": 1}) == ["A"]
 
 
 @pytest.mark.parametrize("text", [None, ""])
