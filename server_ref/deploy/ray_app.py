@@ -71,7 +71,8 @@ class EngineReplica:
         if options.embedding_model is not None:
             self.embedder = load_embedder(options)
             self.embedder.start()
-        self.app = _ProxyWritesRequestId(
+        # not ``self.app``: serve.ingress's wrapper has a read-only property of that name
+        self.http_app = _ProxyWritesRequestId(
             create_app(
                 self.engine,
                 api_key=options.api_key,
@@ -82,11 +83,11 @@ class EngineReplica:
         )
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        return self.app
+        return self.http_app
 
     async def forward(self, request: ForwardedRequest) -> AsyncIterator[list[Message]]:
         """The app's answer to a request the front forwarded (``router="prefix"``)."""
-        async for batch in run_forwarded(self.app, request):
+        async for batch in run_forwarded(self.http_app, request):
             yield batch
 
     def check_health(self) -> None:
