@@ -120,7 +120,6 @@ async def test_the_router_sees_the_prompt_of_generation_requests_only() -> None:
     chat, models = replicas.requests
     assert chat.routing_text is not None and "Hi" in chat.routing_text
     assert models.routing_text is None
-    json.dumps(chat.scope["headers"][0][0].decode())  # plain values: they pickle
     assert set(chat.scope) <= {
         "type", "asgi", "http_version", "method", "scheme", "path", "raw_path",
         "query_string", "root_path", "headers", "client", "server",
