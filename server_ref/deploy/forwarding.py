@@ -148,7 +148,10 @@ async def run_forwarded(app: ASGIApp, request: ForwardedRequest) -> AsyncIterato
 class Front:
     """The front's ASGI app: read the request, ``forward`` it, relay the response; a 503
     the SDK retries if the replica fails before answering (it died, or Serve's queue is
-    full), an SSE error event if it fails mid-stream.
+    full), an SSE error event if it fails mid-stream. A client that leaves is seen by Serve's
+    proxy, which cancels this request; the cancel goes on to the replica. (Listening on
+    ``receive`` here as well, after the body, made the proxy close every kept-alive
+    connection after its first response.)
 
     >>> app = Front(handle.options(stream=True).forward.remote, max_body_bytes=1024,
     ...             body_timeout_s=60)  # doctest: +SKIP
@@ -178,17 +181,11 @@ class Front:
         if request is None:
             return
         call = self.forward(request)
-        relay = asyncio.ensure_future(_relay(call, send))
-        watch = asyncio.ensure_future(_until_disconnect(receive))
         try:
-            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
-            if relay.done():
-                relay.result()
-        finally:
-            watch.cancel()
-            if not relay.done():  # the client left, or this request was cancelled
-                relay.cancel()
-                call.cancel()
+            await _relay(call, send)
+        except asyncio.CancelledError:  # the client left: Serve's proxy cancels the request
+            call.cancel()
+            raise
 
 
 async def _relay(call: Forward, send: Send) -> None:
@@ -224,11 +221,6 @@ def _is_event_stream(start: Message) -> bool:
         k.lower() == b"content-type" and v.startswith(b"text/event-stream")
         for k, v in start.get("headers", [])
     )
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -126,6 +126,18 @@ async def test_same_bytes_as_one_server(
     assert answers[0] == answers[1]
 
 
+async def test_one_kept_alive_connection_serves_call_after_call(
+    ray_server: LiveServer, model_id: str
+) -> None:
+    body = {"model": model_id, "messages": MESSAGES, **GREEDY}
+    async with httpx.AsyncClient(base_url=ray_server.base_url, timeout=60) as http:
+        for _ in range(3):
+            assert (await http.get("/v1/models")).status_code == 200
+            assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            r = await http.post("/v1/chat/completions", json={**body, "stream": True})
+            assert r.text.endswith("data: [DONE]\n\n")
+
+
 async def test_same_answers_for_every_client(
     tiny_server: LiveServer, ray_server: LiveServer, model_id: str
 ) -> None:
