@@ -6,7 +6,11 @@
               the application builder that ``serve run`` and the Serve config file name
 ``ray_run``   ``python -m server_ref serve --ray``: a local Ray instance, Serve's HTTP proxy,
               the application, until SIGINT/SIGTERM
+``affinity``  ``--router prefix``: which replica a conversation goes to (Ray-free)
+``forwarding`` the front that reads each request and carries it whole to an engine replica,
+              so the router sees the prompt (Ray-free)
+``ray_router`` the prefix router on Serve's ``RequestRouter`` API
 
-Only ``ray_app`` and ``ray_run`` import Ray (the ``ray`` extra); ``sdk`` and the plain server
-never do.
+Only ``ray_app``, ``ray_run`` and ``ray_router`` import Ray (the ``ray`` extra); ``sdk`` and
+the plain server never do.
 """

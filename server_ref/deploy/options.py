@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sdk.cli.base import UsageError
-from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
+from server_ref.deploy.replicas import ROUTERS, ReplicaPlan, plan_replicas
 
 if TYPE_CHECKING:
     from server_ref.api.serve import ServeOptions
@@ -32,7 +32,8 @@ def local_ray_env() -> None:
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
-    """Declare ``--ray``, ``--replicas``, ``--max-replicas`` and ``--cpus-per-replica``."""
+    """Declare ``--ray``, ``--replicas``, ``--max-replicas``, ``--cpus-per-replica`` and
+    ``--router``."""
     group = parser.add_argument_group("Ray Serve (pip install 'llm-sdk[ray]')")
     group.add_argument(
         "--ray",
@@ -52,13 +53,23 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CPUs (and torch threads) of each replica (default: cores // replicas)",
     )
+    group.add_argument(
+        "--router",
+        default="default",
+        metavar="|".join(ROUTERS),
+        help="how requests pick a replica: Serve's power of two choices (default), or prefix "
+        "affinity (a conversation stays with the replica that has its prefix cached)",
+    )
 
 
 def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan | None:
     """``None`` without ``--ray``; else the replica plan, or ``UsageError`` (one line)."""
     if not args.ray:
-        if args.replicas != 1 or args.max_replicas is not None or args.cpus_per_replica:
-            raise UsageError("--replicas, --max-replicas and --cpus-per-replica need --ray")
+        given = args.max_replicas is not None or args.cpus_per_replica or args.router != "default"
+        if args.replicas != 1 or given:
+            raise UsageError(
+                "--replicas, --max-replicas, --cpus-per-replica and --router need --ray"
+            )
         return None
     if args.otlp_traces_endpoint is not None:
         raise UsageError("--otlp-traces-endpoint is not supported with --ray yet")
@@ -70,6 +81,7 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
             gpus_per_replica=1.0 if _cuda(args.device) else 0.0,
             max_num_seqs=args.max_num_seqs,
             max_queue=max_queue,
+            router=args.router,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -9,25 +9,32 @@ replicas and restarts one that dies. Two ways in:
 - ``serve run deploy/serve_config.yaml`` (or ``serve deploy``, or KubeRay's RayService), whose
   ``import_path`` is ``server_ref.deploy.ray_app:build_app`` and whose ``args`` are ``AppArgs``.
 
-``record_routing_stats`` reports the engine's load (running, waiting, KV blocks) to Serve's
-request router every few seconds; tests read it to see every replica's KV slots.
+With ``router="prefix"`` the application's ingress is a front deployment (``FrontReplica``)
+that reads each request and forwards it to the engine replica ``ray_router`` picks, where
+``EngineReplica.forward`` runs the same app on it (``forwarding`` says why and how).
+
+``record_routing_stats`` reports the engine's load (running, waiting, KV blocks, prefix cache)
+to Serve's request router every few seconds; tests and benchmarks read it per replica.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application, Deployment
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server_ref.api.app import create_app
+from server_ref.api.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES, create_app
 from server_ref.api.middleware import REQUEST_ID_HEADER
 from server_ref.api.serve import ServeOptions, load_embedder
+from server_ref.deploy.forwarding import Forward, ForwardedRequest, Front, run_forwarded
 from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
@@ -35,9 +42,19 @@ from server_ref.engine.embedder import Embedder
 from server_ref.engine.memory import bound_kernel_caches
 from server_ref.loading import registry
 
-__all__ = ["DEPLOYMENT_OF", "AppArgs", "EngineReplica", "application", "build_app"]
+__all__ = [
+    "DEPLOYMENT_OF",
+    "FORWARDED_OF",
+    "FRONT_OF",
+    "AppArgs",
+    "EngineReplica",
+    "FrontReplica",
+    "application",
+    "build_app",
+]
 
 DEPLOYMENT = "server_ref"
+FRONT = "front"
 log = logging.getLogger("server_ref.deploy")
 
 
@@ -56,17 +73,24 @@ class EngineReplica:
         if options.embedding_model is not None:
             self.embedder = load_embedder(options)
             self.embedder.start()
+        # not ``self.app``: serve.ingress's wrapper has a read-only property of that name
+        self.http_app = _ProxyWritesRequestId(
+            create_app(
+                self.engine,
+                api_key=options.api_key,
+                served_model_name=options.served_model_name,
+                enable_web=options.enable_web,
+                embedder=self.embedder,
+            )
+        )
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        options = self.options
-        app = create_app(
-            self.engine,
-            api_key=options.api_key,
-            served_model_name=options.served_model_name,
-            enable_web=options.enable_web,
-            embedder=self.embedder,
-        )
-        return _ProxyWritesRequestId(app)
+        return self.http_app
+
+    async def forward(self, request: ForwardedRequest) -> AsyncIterator[list[Message]]:
+        """The app's answer to a request the front forwarded (``router="prefix"``)."""
+        async for batch in run_forwarded(self.http_app, request):
+            yield batch
 
     def check_health(self) -> None:
         """Serve restarts a replica whose engine thread died."""
@@ -80,6 +104,7 @@ class EngineReplica:
             "waiting": stats.waiting,
             "kv_blocks_used": stats.kv_blocks_used,
             "kv_blocks_total": stats.kv_blocks_total,
+            "prefix_cache_queries": stats.prefix_cache_queries,
             "prefix_cache_hits": stats.prefix_cache_hits,
         }
 
@@ -111,15 +136,46 @@ class _ProxyWritesRequestId:
 DEPLOYMENT_OF: Deployment = serve.deployment(name=DEPLOYMENT, health_check_period_s=5.0)(
     serve.ingress()(EngineReplica)
 )
+# Behind the front (an application has one ingress): reached through ``forward`` only.
+FORWARDED_OF: Deployment = serve.deployment(name=DEPLOYMENT, health_check_period_s=5.0)(
+    EngineReplica
+)
+
+
+class FrontReplica:
+    """The ingress of ``router="prefix"``: reads each request, forwards it to the engines."""
+
+    def __init__(self, engines: DeploymentHandle[Any]) -> None:
+        self.engines = engines.options(stream=True, method_name="forward")
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        # the app's own limits (create_app's defaults, which serve --ray keeps)
+        return Front(
+            self._forward,
+            max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+            body_timeout_s=DEFAULT_BODY_TIMEOUT_S,
+        )
+
+    def _forward(self, request: ForwardedRequest) -> Forward:
+        call = self.engines.remote(request)
+        assert isinstance(call, DeploymentResponseGenerator)  # stream=True
+        forward: Forward = call  # typed also where Ray is not installed (mypy sees Any)
+        return forward
+
+
+FRONT_OF: Deployment = serve.deployment(name=FRONT)(serve.ingress()(FrontReplica))
 
 
 def application(options: ServeOptions, plan: ReplicaPlan) -> Application:
-    """The Serve application of ``options`` with ``plan``'s replicas.
+    """The Serve application of ``options`` with ``plan``'s replicas (and its router).
 
     >>> serve.run(application(ServeOptions("m.gguf"), plan_replicas(2)))  # doctest: +SKIP
     """
-    deployment = DEPLOYMENT_OF.options(**plan.deployment_options())
-    return deployment.bind(options, plan.cpus_per_replica)
+    engine_options = plan.deployment_options()
+    if plan.router == "default":
+        return DEPLOYMENT_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
+    engines = FORWARDED_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
+    return FRONT_OF.options(**plan.front_options()).bind(engines)
 
 
 class AppArgs(BaseModel):
@@ -147,6 +203,7 @@ class AppArgs(BaseModel):
     max_replicas: int | None = None
     cpus_per_replica: int | None = None
     gpus_per_replica: float = 0.0
+    router: str = "default"  # replicas.ROUTERS, checked by plan_replicas; see serve --router
 
 
 def build_app(config: dict[str, Any]) -> Application:
@@ -181,5 +238,6 @@ def build_app(config: dict[str, Any]) -> Application:
         max_num_seqs=args.max_num_seqs,
         max_queue=args.max_queue,
         one_machine=False,
+        router=args.router,
     )
     return application(options, plan)

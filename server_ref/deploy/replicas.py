@@ -14,6 +14,13 @@ queued); downscaling waits 10 minutes (a replica costs a model load to bring bac
 CPU threads: the replicas of one machine share its cores, ``cores // replicas`` each, so N
 replicas of PyTorch do not oversubscribe it (OpenMP threads that spin on a busy core make every
 step many times slower). On CUDA each replica takes one GPU.
+
+Routing (``router``): ``default`` is Serve's power of two choices, straight from its HTTP proxy
+to the replicas. ``prefix`` sends a conversation to the replica whose prefix cache holds its
+earlier turns (``affinity``) unless that replica's queue is ``max_num_seqs // 4`` (at least 2)
+requests longer than the least loaded one's; it needs the prompt before a replica is chosen,
+so one front deployment (no CPU reserved: it only parses and relays) reads each request and
+forwards it to the engines (``forwarding``).
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ReplicaPlan", "plan_replicas"]
+__all__ = ["ROUTERS", "ReplicaPlan", "plan_replicas"]
 
 UPSCALE_DELAY_S = 30.0
 DOWNSCALE_DELAY_S = 600.0
+ROUTERS = ("default", "prefix")
+PREFIX_ROUTER = "server_ref.deploy.ray_router:PrefixAffinityRouter"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class ReplicaPlan:
     max_ongoing_requests: int
     max_queued_requests: int
     target_ongoing_requests: int
+    router: str = "default"  # one of ROUTERS
+    max_imbalance: int = 8  # the prefix router's "overloaded": this many more than the least
 
     def deployment_options(self) -> dict[str, Any]:
         """Keyword arguments of ``serve.deployment(...)`` / ``Deployment.options(...)``.
@@ -65,7 +76,26 @@ class ReplicaPlan:
                 "upscale_delay_s": UPSCALE_DELAY_S,
                 "downscale_delay_s": DOWNSCALE_DELAY_S,
             }
+        if self.router == "prefix":
+            options["request_router_config"] = {
+                "request_router_class": PREFIX_ROUTER,
+                "request_router_kwargs": {"max_imbalance": self.max_imbalance},
+            }
         return options
+
+    def front_options(self) -> dict[str, Any]:
+        """``Deployment.options(...)`` of the front that ``router="prefix"`` puts before the
+        engines: one replica (the router's index is per process), no CPU reserved, never the
+        narrowest queue.
+
+        >>> plan_replicas(2, cores=2, router="prefix").front_options()["num_replicas"]
+        1
+        """
+        return {
+            "num_replicas": 1,
+            "max_ongoing_requests": self.max_replicas * self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": 0},
+        }
 
 
 def plan_replicas(
@@ -78,10 +108,12 @@ def plan_replicas(
     max_queue: int = 256,
     cores: int | None = None,
     one_machine: bool = True,
+    router: str = "default",
 ) -> ReplicaPlan:
     """The plan for ``replicas`` engines on a machine of ``cores`` CPUs (default: this one);
     ``ValueError`` (one line) for a plan that cannot run. ``one_machine=False`` (a cluster,
-    from a Serve config file): the replicas need not fit on this machine together.
+    from a Serve config file): the replicas need not fit on this machine together. ``router``:
+    one of ``ROUTERS``.
 
     >>> plan_replicas(2, cores=2).cpus_per_replica
     1
@@ -104,6 +136,8 @@ def plan_replicas(
         )
     if max_num_seqs < 1 or max_queue < 1:
         raise ValueError("max_num_seqs and max_queue must be 1 or more")
+    if router not in ROUTERS:
+        raise ValueError(f"--router must be one of {', '.join(ROUTERS)}, not {router!r}")
     return ReplicaPlan(
         min_replicas=replicas,
         max_replicas=top,
@@ -112,4 +146,6 @@ def plan_replicas(
         max_ongoing_requests=max_num_seqs + max_queue,
         max_queued_requests=max_queue,
         target_ongoing_requests=max_num_seqs,
+        router=router,
+        max_imbalance=max(2, max_num_seqs // 4),
     )

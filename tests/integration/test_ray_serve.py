@@ -1,9 +1,12 @@
-"""The server as a Ray Serve application (``serve --ray --replicas 2``) against one plain server.
+"""The server as a Ray Serve application (``serve --ray --replicas 2``) against one plain server,
+with each router (``--router default``: Serve's proxy straight to the replicas; ``prefix``:
+a front deployment forwarding to the replica the prefix-affinity router picks).
 
 Through Serve's proxy a client must get what one plain server gives it: the same greedy
 answers and SSE bytes (apart from ids and timestamps), the same model list, the same error
 statuses and bodies. A replica killed under load is restarted by Serve while the SDK's retries
-hide the failure; streams cut by their clients free every replica's KV slots.
+hide the failure; streams cut by their clients free every replica's KV slots. With the prefix
+router, every turn of a conversation runs on one replica, and the conversations spread.
 """
 
 from __future__ import annotations
@@ -40,9 +43,16 @@ MESSAGES = [{"role": "user", "content": "Tell me about foxes."}]
 GREEDY = {"max_tokens": 12, "temperature": 0}
 
 
+@pytest.fixture(scope="module", params=["default", "prefix"])
+def router(request: pytest.FixtureRequest) -> str:
+    """pytest runs every test with one router's application before it starts the next."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def ray_server(tiny_server_factory: ServerFactory) -> Iterator[LiveServer]:
-    with tiny_server_factory("--ray", "--replicas", str(REPLICAS)) as server:
+def ray_server(tiny_server_factory: ServerFactory, router: str) -> Iterator[LiveServer]:
+    flags = ("--ray", "--replicas", str(REPLICAS), "--router", router)
+    with tiny_server_factory(*flags) as server:
         yield server
 
 
@@ -52,6 +62,47 @@ def cluster(ray_server: LiveServer) -> Iterator[RayCluster]:
     cluster.wait_replicas(REPLICAS, within=RESTART_S)
     yield cluster
     cluster.close()
+
+
+async def test_turns_of_a_conversation_stay_on_one_replica(
+    ray_server: LiveServer, cluster: RayCluster, model_id: str, router: str
+) -> None:
+    """Which replica served a call: the one whose prefix-cache lookups grew (calls run one at
+    a time). Six conversations of three turns, their turns interleaved. First in the module:
+    the router has indexed no text yet, so the new conversations alternate between the idle
+    replicas (after other tests, the one with less text indexed would take them all)."""
+    if router != "prefix":
+        pytest.skip("Serve's power of two choices has no affinity")
+    histories = [
+        [{"role": "user", "content": f"Conversation {n}: tell me about {animal}."}]
+        for n, animal in enumerate(["foxes", "owls", "bees", "cats", "moles", "crows"])
+    ]
+    served: dict[int, list[str]] = {n: [] for n in range(len(histories))}
+    hits: dict[int, list[int]] = {n: [] for n in range(len(histories))}
+    async with httpx.AsyncClient(base_url=ray_server.base_url, timeout=60) as http:
+        for _turn in range(3):
+            for n, messages in enumerate(histories):
+                before = await asyncio.to_thread(cluster.engine_loads)
+                body = {"model": model_id, "messages": messages, **GREEDY}
+                r = await http.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+                after = await asyncio.to_thread(cluster.engine_loads)
+                [(name, delta)] = [
+                    (k, {f: after[k][f] - before[k][f] for f in after[k] if f.startswith("prefix")})
+                    for k in after
+                    if after[k]["prefix_cache_queries"] != before[k]["prefix_cache_queries"]
+                ]
+                served[n].append(name)
+                hits[n].append(delta["prefix_cache_hits"])
+                reply = r.json()["choices"][0]["message"]["content"]
+                messages += [
+                    {"role": "assistant", "content": reply},
+                    {"role": "user", "content": "And then?"},
+                ]
+    assert all(len(set(names)) == 1 for names in served.values()), served
+    assert len({names[0] for names in served.values()}) == REPLICAS, served  # they spread
+    # the later turns found their conversation's earlier turns in that replica's cache
+    assert all(h[1] > 0 and h[2] > h[1] for h in hits.values()), hits
 
 
 def _same_sse(text: str) -> str:
@@ -73,6 +124,18 @@ async def test_same_bytes_as_one_server(
             r = await http.post(path, json=body)
         answers.append((r.status_code, r.headers["content-type"], _same_sse(r.text)))
     assert answers[0] == answers[1]
+
+
+async def test_one_kept_alive_connection_serves_call_after_call(
+    ray_server: LiveServer, model_id: str
+) -> None:
+    body = {"model": model_id, "messages": MESSAGES, **GREEDY}
+    async with httpx.AsyncClient(base_url=ray_server.base_url, timeout=60) as http:
+        for _ in range(3):
+            assert (await http.get("/v1/models")).status_code == 200
+            assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            r = await http.post("/v1/chat/completions", json={**body, "stream": True})
+            assert r.text.endswith("data: [DONE]\n\n")
 
 
 async def test_same_answers_for_every_client(

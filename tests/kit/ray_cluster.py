@@ -38,6 +38,9 @@ class RayCluster:
         return cls(found[1])
 
     def close(self) -> None:
+        # Serve caches its controller's handle for this driver's job id, and the driver of the
+        # next test server's Ray instance gets the same job id: the handle would be stale
+        serve.context._set_global_client(None)
         ray.shutdown()
 
     def replicas(self) -> dict[str, Any]:

@@ -3,6 +3,8 @@ and one-line errors for plans that cannot run. No Ray is imported here or by wha
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kit.blocked_imports import run_without
 
@@ -30,6 +32,17 @@ def test_autoscaling_aims_at_one_full_batch_per_replica() -> None:
     assert options["ray_actor_options"]["num_cpus"] == 2  # cores // max_replicas
 
 
+def test_the_prefix_router_is_a_serve_router_config_and_a_front() -> None:
+    plan = plan_replicas(2, max_num_seqs=16, max_queue=48, cores=2, router="prefix")
+    config = plan.deployment_options()["request_router_config"]
+    assert config["request_router_class"] == "server_ref.deploy.ray_router:PrefixAffinityRouter"
+    assert config["request_router_kwargs"] == {"max_imbalance": 4}  # max_num_seqs // 4
+    front = plan.front_options()
+    assert front["num_replicas"] == 1 and front["ray_actor_options"]["num_cpus"] == 0
+    assert front["max_ongoing_requests"] == 2 * (16 + 48)  # never the narrowest queue
+    assert "request_router_config" not in plan_replicas(2, cores=2).deployment_options()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -37,9 +50,10 @@ def test_autoscaling_aims_at_one_full_batch_per_replica() -> None:
         ({"replicas": 1, "cpus_per_replica": 3}, "more than this machine's 2 CPUs"),
         ({"replicas": 3}, "3 replicas x 1 CPUs need 3 CPUs"),
         ({"replicas": 2, "max_replicas": 1}, "must be at least --replicas"),
+        ({"replicas": 1, "router": "random"}, "--router must be one of default, prefix, not"),
     ],
 )
-def test_plans_that_cannot_run_are_one_line_errors(kwargs: dict[str, int], message: str) -> None:
+def test_plans_that_cannot_run_are_one_line_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plan_replicas(cores=2, **kwargs)
 
@@ -50,6 +64,11 @@ def test_plans_that_cannot_run_are_one_line_errors(kwargs: dict[str, int], messa
         (["--ray", "--replicas", "0"], "--replicas must be 1 or more"),
         (["--ray", "--cpus-per-replica", "100000"], "more than this machine's"),
         (["--replicas", "2"], "need --ray"),
+        (
+            ["--ray", "--router", "nearest"],
+            "--router must be one of default, prefix, not 'nearest'",
+        ),
+        (["--router", "prefix"], "need --ray"),
     ],
 )
 def test_cli_refuses_before_anything_starts(
