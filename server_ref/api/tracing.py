@@ -140,7 +140,7 @@ def trace_generation(request: Request, gen: Generation, *, request_model: str | 
 
 
 def trace_embeddings(
-    request: Request, *, request_model: str, response_model: str, input_tokens: int
+    request: Request, *, request_model: str | None, response_model: str, input_tokens: int
 ) -> None:
     """Tell an embeddings request's span (if it is traced) what it embedded.
 
