@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kit.asgi import post_scope
 from kit.fake_engine import CHAT, FakeEngine, sse_events
 
 from server_ref.api import create_app
@@ -25,23 +26,7 @@ class FakeConnection:
 
     def __init__(self, path: str, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(raw)).encode()),
-            ],
-            "client": ("127.0.0.1", 5000),
-            "server": ("testserver", 80),
-        }
+        self.scope = post_scope(path, (b"content-length", str(len(raw)).encode()))
         self._pending = [{"type": "http.request", "body": raw, "more_body": False}]
         self.gone = asyncio.Event()
         self.sent: list[MutableMapping[str, Any]] = []

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kit.asgi import post_scope
 from kit.blocked_imports import run_without
 from kit.fake_engine import CHAT, FakeEngine, sse_events
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -201,23 +202,7 @@ class Connection:
 
     def __init__(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/chat/completions",
-            "raw_path": b"/v1/chat/completions",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"traceparent", TRACEPARENT.encode()),
-            ],
-            "client": ("127.0.0.1", 5000),
-            "server": ("testserver", 80),
-        }
+        self.scope = post_scope("/v1/chat/completions", (b"traceparent", TRACEPARENT.encode()))
         self._pending = [{"type": "http.request", "body": raw, "more_body": False}]
         self.gone = asyncio.Event()
         self.bodies: asyncio.Queue[bytes] = asyncio.Queue()

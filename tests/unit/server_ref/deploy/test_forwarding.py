@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kit.asgi import post_scope
 from kit.fake_engine import CHAT, FakeEngine, sse_events
 from starlette.types import ASGIApp, Message
 
@@ -131,20 +132,7 @@ class Client:
 
     def __init__(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/chat/completions",
-            "raw_path": b"/v1/chat/completions",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("testserver", 80),
-        }
+        self.scope = post_scope("/v1/chat/completions")
         self.pending = [{"type": "http.request", "body": raw, "more_body": False}]
         self.gone = asyncio.Event()
         self.sent: list[Message] = []
