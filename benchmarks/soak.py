@@ -41,16 +41,10 @@ from typing import Any
 
 import httpx
 
-PROMPTS = [
-    "What is the capital of France?",
-    "Explain what a transformer model is in one sentence.",
-    "Write a haiku about the sea.",
-    "Give me three tips for learning Python.",
-    "Why is the sky blue?",
-    "Summarize the plot of Romeo and Juliet.",
-    "Describe a cat to someone who has never seen one.",
-    "List four prime numbers and say why they are prime.",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_serving import PROMPTS  # the same questions the serving benchmark asks
+
 # kind -> weight
 MIX = {"stream": 30, "complete": 25, "cancel": 15, "stream_completion": 10, "overlong": 10}
 MIX["bad_json"] = 10
