@@ -177,7 +177,7 @@ class AsyncClient(
         return await self._run(self._call_flow(build, kwargs))
 
     async def _stream(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> AsyncStream[T]:
-        return AsyncStream(await self._run(self._stream_flow(build, kwargs)))
+        return AsyncStream(await self._run(self._stream_flow(build, kwargs)), self._perform)
 
     async def _run(self, flow: Flow[R]) -> R:
         opened: list[httpx.Response] = []

@@ -190,7 +190,7 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport, Callable[[float], Non
         return self._run(self._call_flow(build, kwargs))
 
     def _stream(self, build: CallBuilder[T], kwargs: Mapping[str, Any]) -> Stream[T]:
-        return Stream(self._run(self._stream_flow(build, kwargs)))
+        return Stream(self._run(self._stream_flow(build, kwargs)), self._perform)
 
     def _run(self, flow: Flow[R]) -> R:
         opened: list[httpx.Response] = []

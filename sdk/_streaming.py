@@ -4,8 +4,10 @@ Every decision is in ``_protocol.stream.read_flow`` (bytes -> chunks, ``[DONE]``
 events, truncation, accumulation); ``BaseStream`` holds what does no I/O, and the two
 classes only drive the flow. They own the HTTP response: leaving the ``with`` block,
 ``close()``, finishing, an exception, or cancelling the task that iterates closes the
-connection, which is how a server learns to stop generating. Failures while iterating are
-never retried: chunks were already delivered.
+connection, which is how a server learns to stop generating. A failure while iterating
+ends the stream with its error, unless the stream's output is reproducible: then the flow
+resumes it (``_protocol.resume``), and the driver performs the ``Close``/``Sleep``/``Send``
+that takes, with the client's own ``perform``.
 
 Streams their owners give up on are closed too (issue: a cancelled web handler must not
 leave the server generating for nobody):
@@ -27,14 +29,22 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+)
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 import httpx
 
-from ._exceptions import APIError, map_transport_errors
+from ._exceptions import APIError
 
 if TYPE_CHECKING:  # the clients import this module; the wire models load on the first call
+    from ._protocol.actions import Action
     from ._protocol.flow import StreamStart
     from .types import APIObject, ChatCompletion, ChatCompletionChunk, Completion, ResponseInfo
 
@@ -42,18 +52,24 @@ __all__ = ["AsyncStream", "BaseStream", "Stream"]
 
 T = TypeVar("T", bound="APIObject")
 
+# the client's action performer (``Client._perform``): it records each response it opens
+Perform: TypeAlias = "Callable[[Action, list[httpx.Response]], object]"
+APerform: TypeAlias = "Callable[[Action, list[httpx.Response]], Awaitable[object]]"
+
 
 class _State:
     """What a stream and its read loop share: whether ``close()`` was called, whether the
-    loop has ended (its response is closed), and whether the observers were told."""
+    loop has ended (its responses are closed), whether the observers were told, and the
+    responses it opened (the first, and any that resumed it)."""
 
     closed = False
     finished = False
     owner: asyncio.Task[Any] | None = None  # the task that last read an async stream
 
-    def __init__(self) -> None:
+    def __init__(self, response: httpx.Response) -> None:
         self.ended = False
         self.lock = threading.Lock()  # close() may race the reading thread to _end
+        self.opened = [response]
 
 
 def _end(start: StreamStart[Any, Any], state: _State, error: BaseException | None) -> None:
@@ -73,7 +89,7 @@ class BaseStream(Generic[T]):
         self.response: httpx.Response = start.response
         self.response_info: ResponseInfo = start.info
         self._start = start
-        self._state = _State()
+        self._state = _State(start.response)
         if start.observers:  # a stream dropped unread still ends for its observers
             weakref.finalize(self, _end, start, self._state, None)
 
@@ -86,21 +102,25 @@ class BaseStream(Generic[T]):
         return final
 
 
-def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator[T, None, None]:
-    from ._protocol.actions import ReadChunk
+def _iterate(
+    start: StreamStart[T, Iterator[bytes]], state: _State, perform: Perform
+) -> Generator[T, None, None]:
+    from ._protocol.actions import ACTIONS
     from ._protocol.stream import read_flow
 
-    flow, data = read_flow(start), None
+    flow, reply = read_flow(start), None
     error: APIError | None = None
     try:
         while True:
-            item = flow.send(data)
-            data = None
-            if not isinstance(item, ReadChunk):
+            item = flow.send(reply) if error is None else flow.throw(error)
+            reply, error = None, None
+            if not isinstance(item, ACTIONS):
                 yield item
                 continue
-            with map_transport_errors(start.response.request):
-                data = next(item.chunks, None)
+            try:
+                reply = perform(item, state.opened)
+            except APIError as exc:
+                error = exc
             if state.closed:  # closed by another thread while reading
                 return
     except StopIteration:
@@ -111,15 +131,16 @@ def _iterate(start: StreamStart[T, Iterator[bytes]], state: _State) -> Generator
             raise
     finally:
         state.finished = True
-        start.response.close()
+        for response in state.opened:
+            response.close()
         _end(start, state, error)
 
 
 _closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
 
-def _watch_owner(state: _State, response: httpx.Response) -> None:
-    """Close ``response`` if the task now reading ends cancelled or failed before the stream."""
+def _watch_owner(state: _State) -> None:
+    """Close the responses if the task now reading ends cancelled or failed before the stream."""
     task = asyncio.current_task()
     if task is None or task is state.owner:
         return
@@ -129,31 +150,34 @@ def _watch_owner(state: _State, response: httpx.Response) -> None:
         if state.finished or state.closed or state.owner is not task:
             return
         if task.cancelled() or task.exception() is not None:
-            closing = task.get_loop().create_task(response.aclose())
-            _closing.add(closing)
-            closing.add_done_callback(_closing.discard)
+            for response in state.opened:
+                closing = task.get_loop().create_task(response.aclose())
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
 
     task.add_done_callback(owner_done)
 
 
 async def _aiterate(
-    start: StreamStart[T, AsyncIterator[bytes]], state: _State
+    start: StreamStart[T, AsyncIterator[bytes]], state: _State, perform: APerform
 ) -> AsyncGenerator[T, None]:
-    from ._protocol.actions import ReadChunk
+    from ._protocol.actions import ACTIONS
     from ._protocol.stream import read_flow
 
-    flow, data = read_flow(start), None
+    flow, reply = read_flow(start), None
     error: APIError | None = None
     try:
         while True:
-            item = flow.send(data)
-            data = None
-            if not isinstance(item, ReadChunk):
-                _watch_owner(state, start.response)
+            item = flow.send(reply) if error is None else flow.throw(error)
+            reply, error = None, None
+            if not isinstance(item, ACTIONS):
+                _watch_owner(state)
                 yield item
                 continue
-            with map_transport_errors(start.response.request):
-                data = await anext(item.chunks, None)
+            try:
+                reply = await perform(item, state.opened)
+            except APIError as exc:
+                error = exc
             if state.closed:  # closed by another task while reading
                 return
     except StopIteration:
@@ -166,7 +190,8 @@ async def _aiterate(
         # Also reached when the task iterating is cancelled, so the server sees the
         # connection close and stops generating.
         state.finished = True
-        await start.response.aclose()
+        for response in state.opened:
+            await response.aclose()
         _end(start, state, error)
 
 
@@ -179,9 +204,9 @@ class Stream(BaseStream[T]):
     ...     completion = stream.get_final_completion()
     """
 
-    def __init__(self, start: StreamStart[T, Iterator[bytes]]) -> None:
+    def __init__(self, start: StreamStart[T, Iterator[bytes]], perform: Perform) -> None:
         super().__init__(start)
-        self._iterator = _iterate(start, self._state)
+        self._iterator = _iterate(start, self._state, perform)
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -200,7 +225,8 @@ class Stream(BaseStream[T]):
         self._state.closed = True
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             self._iterator.close()
-        self.response.close()  # also ends a read blocked in another thread
+        for response in self._state.opened:  # also ends a read blocked in another thread
+            response.close()
         _end(self._start, self._state, None)
 
     @property
@@ -231,9 +257,9 @@ class AsyncStream(BaseStream[T]):
     ...         print(text, end="")
     """
 
-    def __init__(self, start: StreamStart[T, AsyncIterator[bytes]]) -> None:
+    def __init__(self, start: StreamStart[T, AsyncIterator[bytes]], perform: APerform) -> None:
         super().__init__(start)
-        self._iterator = _aiterate(start, self._state)
+        self._iterator = _aiterate(start, self._state, perform)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -252,7 +278,8 @@ class AsyncStream(BaseStream[T]):
         self._state.closed = True
         with contextlib.suppress(ValueError, RuntimeError):  # "generator already executing"
             await self._iterator.aclose()
-        await self.response.aclose()  # also ends a read blocked in another task
+        for response in self._state.opened:  # also ends a read blocked in another task
+            await response.aclose()
         _end(self._start, self._state, None)
 
     @property

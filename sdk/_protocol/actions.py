@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import httpx
 
-__all__ = ["Action", "Close", "Flow", "ReadBody", "ReadChunk", "Send", "Sent", "Sleep"]
+__all__ = ["ACTIONS", "Action", "Close", "Flow", "ReadBody", "ReadChunk", "Send", "Sent", "Sleep"]
 
 R = TypeVar("R")
 C = TypeVar("C")  # the driver's byte iterator (sync or async); opaque to the flow
@@ -52,4 +52,5 @@ class Sleep:
 
 
 Action: TypeAlias = Send | ReadBody | ReadChunk[Any] | Close | Sleep
+ACTIONS = (Send, ReadBody, ReadChunk, Close, Sleep)  # for isinstance: action or result?
 Flow: TypeAlias = Generator[Action, Any, R]

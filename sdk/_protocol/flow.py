@@ -20,6 +20,10 @@ object (or a ``StreamStart``) or raises. ``Client`` drives it with plain calls a
 Retry decisions come from a tenacity ``Retrying`` used as a state machine (``iter``):
 ``DoAttempt`` -> run one attempt, ``DoSleep`` -> yield ``Sleep``, anything else is the result.
 
+A stream that breaks after its first chunks is opened again when its output is reproducible
+(``resume``: same idempotency key, the same retry budget, the replay checked against what was
+delivered); ``StreamStart.resume`` carries what that takes to ``stream.read_flow``.
+
 ``AttemptHooks`` (optional) run around every attempt: ``before_attempt`` may yield ``Sleep``s
 (the client-side rate limiter waits there), ``after_attempt`` sees the result or the error.
 
@@ -46,8 +50,9 @@ from .._exceptions import APIError, APIResponseValidationError, APIStatusError, 
 from ..types import APIObject, ResponseInfo
 from .accumulate import Accumulator
 from .actions import Action, Close, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
-from .options import ClientConfig, RequestOptions
+from .options import ClientConfig, RequestOptions, RetryPolicy
 from .request import APICall, build_request
+from .resume import Resume, reproducible
 from .retry import new_retrying, parse_retry_after
 from .stream import ChunkDecoder
 
@@ -106,6 +111,7 @@ class StreamStart(Generic[T, C]):
     info: ResponseInfo
     accumulator: Accumulator[T, Any]
     observers: tuple[StreamObserver, ...] = ()
+    resume: Resume | None = None  # how to open it again if it breaks (``resume``)
 
     def observed_by(self, observer: StreamObserver) -> StreamStart[T, C]:
         """This start with one more observer."""
@@ -138,7 +144,8 @@ def stream_flow(
     clock: Callable[[], float] = time.time,
     hooks: AttemptHooks | None = None,
 ) -> Flow[StreamStart[T, Any]]:
-    """Open a stream with retries, up to its first event; failures after that are final."""
+    """Open a stream with retries, up to its first event. Failures after that are final,
+    unless the output is reproducible: then ``read_flow`` may resume it (``resume``)."""
 
     accumulator = call.accumulator
     if accumulator is None:
@@ -169,7 +176,32 @@ def stream_flow(
         info = response_info(response, retries)
         return StreamStart(response, sent.chunks, decoder, first, info, accumulator())
 
-    return _retrying(config, call, options, attempt, hooks)
+    policy = _policy(config, options)
+    body = {**(call.body or {}), **options.get("extra_body", {})}
+    if not (policy.resume_streams and reproducible(body)):
+        return _retrying(config, call, options, attempt, hooks)
+    # the replay of a broken stream is the same call: it keeps the first attempt's key
+    options = {**options, "idempotency_key": options.get("idempotency_key") or _new_key()}
+
+    def reopen(retries_used: int, retries_left: int) -> Flow[StreamStart[T, Any]]:
+        again: RequestOptions = {**options, "max_retries": retries_left}
+        return _retrying(config, call, again, attempt, hooks, retries_used)
+
+    def resumable() -> Flow[StreamStart[T, Any]]:
+        start = yield from _retrying(config, call, options, attempt, hooks)
+        return replace(start, resume=Resume(policy, reopen, start.info.retries_taken))
+
+    return resumable()
+
+
+def _policy(config: ClientConfig, options: RequestOptions) -> RetryPolicy:
+    if "max_retries" in options:
+        return replace(config.retry, max_retries=options["max_retries"])
+    return config.retry
+
+
+def _new_key() -> str:
+    return f"llm-sdk-{uuid.uuid4().hex}"
 
 
 def _retrying(
@@ -178,15 +210,16 @@ def _retrying(
     options: RequestOptions,
     attempt: Callable[[Sent[Any], int], Flow[R]],
     hooks: AttemptHooks | None = None,
+    retries_before: int = 0,
 ) -> Flow[R]:
-    policy = config.retry
-    if "max_retries" in options:
-        policy = replace(policy, max_retries=options["max_retries"])
+    """Attempts of ``call`` until one succeeds or the policy gives up; ``retries_before``
+    counts the retries a resumed stream already took (``X-Retry-Count`` goes on from there)."""
+    policy = _policy(config, options)
     # One key for all attempts of this call, so a server that saw the first attempt can
     # recognise the retry. GET is idempotent by definition and gets none.
     key = options.get("idempotency_key")
     if key is None and call.method != "GET":
-        key = f"llm-sdk-{uuid.uuid4().hex}"
+        key = _new_key()
     retrying = new_retrying(policy, call.describe)
     retrying.begin()  # resets its statistics, as Retrying.__call__ does
     state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
@@ -195,7 +228,7 @@ def _retrying(
         if isinstance(action, tenacity.DoAttempt):
             if hooks is not None:
                 yield from hooks.before_attempt()
-            retries = state.attempt_number - 1
+            retries = retries_before + state.attempt_number - 1
             request = build_request(
                 config, call, options, retries_taken=retries, idempotency_key=key
             )

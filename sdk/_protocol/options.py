@@ -54,6 +54,11 @@ class RetryPolicy:
     the computed delay when it is at most ``max_retry_after`` seconds; a longer one means the
     call is not retried (the error carries ``retry_after`` for the caller to decide).
 
+    ``resume_streams``: a stream that breaks after its first chunks is sent again when its
+    output is reproducible (``temperature`` 0 or a ``seed``), and the chunks already
+    delivered are checked and skipped (``_protocol.resume``); its retries come from the
+    same ``max_retries``.
+
     >>> Client(retry_policy=RetryPolicy(max_retries=5, max_delay=30.0))  # doctest: +SKIP
     """
 
@@ -62,6 +67,7 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_retry_after: float = 60.0
     jitter: float = 0.25
+    resume_streams: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
@@ -72,6 +78,8 @@ class RetryPolicy:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter!r}")
+        if not isinstance(self.resume_streams, bool):
+            raise ValueError(f"resume_streams must be True or False, got {self.resume_streams!r}")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ Rules for OpenAI-style streams:
 * Bytes ending before ``[DONE]`` mean the connection broke: ``APIConnectionError``.
 
 ``read_flow`` is the rest of a stream after ``flow.stream_flow`` opened it: it yields the
-chunks (each folded into the accumulator first) and ``ReadChunk`` actions for the driver
-(``sdk._streaming``) to perform.
+chunks (each folded into the accumulator first) and the actions for the driver
+(``sdk._streaming``) to perform: ``ReadChunk``, and the ``Close``/``Sleep``/``Send`` of
+resuming a broken stream whose output is reproducible (``resume``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import pydantic
 
 from .._exceptions import (
     APIConnectionError,
+    APIError,
     APIResponseValidationError,
     APIStatusError,
     status_error_class,
 )
-from .actions import ReadChunk
+from .actions import Action, Close, ReadChunk
+from .resume import Diverged, Replay
 from .sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
@@ -156,23 +159,53 @@ class ChunkDecoder(Generic[T]):
 
 def read_flow(
     start: StreamStart[ChunkT, Any],
-) -> Generator[ChunkT | ReadChunk[Any], bytes | None, None]:
-    """The chunks of an opened stream, interleaved with the reads that fetch them.
+) -> Generator[ChunkT | Action, Any, None]:
+    """The chunks of an opened stream, interleaved with the actions that fetch them.
 
-    The driver sends back the bytes each ``ReadChunk`` returned (``None`` at end of body)
-    and hands every other item to its caller. Errors (an error event, a body that ends
-    before ``[DONE]``) are raised from here.
+    The driver performs each action (a ``ReadChunk``; resuming adds ``Close``, ``Sleep`` and
+    ``Send``), sends back its result (``None`` for a ``ReadChunk`` at the end of the body) or
+    throws its ``APIError`` in, and hands every chunk to its caller. Errors (an error event,
+    a body that ends before ``[DONE]``) are raised from here, unless the stream can be
+    resumed (``start.resume``, see ``resume``): then the replay's first chunks are checked
+    against the delivered ones and skipped, and the caller sees one stream.
     """
-    decoder, chunks = start.decoder, start.first
+    replay, current = Replay(enabled=start.resume is not None), start
+    cut: APIError | None = None  # the error that broke the stream, while resuming it
+    while True:
+        try:
+            yield from _read(current, start, replay)
+            return
+        except Diverged:
+            assert cut is not None  # only a replay diverges
+            yield Close(current.response)
+            cut.add_note("not resumed: the replay differed from the chunks already delivered")
+            raise cut from cut.__cause__
+        except APIError as error:
+            if start.resume is None:
+                raise
+            cut = error
+        current = yield from start.resume.again(current, cut, len(replay.delivered))
+        replay.restart()
+
+
+def _read(
+    current: StreamStart[ChunkT, Any], start: StreamStart[ChunkT, Any], replay: Replay
+) -> Generator[ChunkT | ReadChunk[Any], bytes | None, None]:
+    """One response's chunks, each folded into ``start``'s accumulator and shown to its
+    observers unless it repeats a delivered one."""
+    decoder, chunks = current.decoder, current.first
     while True:
         for chunk in chunks:
-            start.accumulator.add(chunk)
-            for observer in start.observers:
-                observer.chunk(chunk)
-            yield chunk
+            if replay.deliver(chunk):
+                start.accumulator.add(chunk)
+                for observer in start.observers:
+                    observer.chunk(chunk)
+                yield chunk
         if decoder.done:
+            if replay.behind():
+                raise Diverged  # the replay ended before reaching the delivered chunks
             return
-        data = yield ReadChunk(start.response, start.chunks)
+        data = yield ReadChunk(current.response, current.chunks)
         if data is None:
             break
         chunks = decoder.feed(data)

@@ -27,7 +27,8 @@ SPELLINGS = [
     (r"\b_aiterate\b", "_iterate"),
     # the one async-only statement: a task, unlike a thread, can be cancelled while it keeps
     # its stream referenced, so the async loop watches the task that reads (_streaming.py)
-    (r"\n *_watch_owner\(state, start\.response\)", ""),
+    (r"\n *_watch_owner\(state\)", ""),
+    (r"\bAPerform\b", "Perform"),
     (r"\basync (def|with|for)\b", r"\1"),
     (r"\bawait ", ""),
     (r"\bAsync(?=[A-Z])", ""),
