@@ -52,7 +52,7 @@ from .accumulate import Accumulator
 from .actions import Action, Close, Flow, ReadBody, ReadChunk, Send, Sent, Sleep
 from .options import ClientConfig, RequestOptions, RetryPolicy
 from .request import APICall, build_request
-from .resume import Resume, reproducible
+from .resume import Resume, resumes
 from .retry import new_retrying, parse_retry_after
 from .stream import ChunkDecoder
 
@@ -177,13 +177,12 @@ def stream_flow(
         return StreamStart(response, sent.chunks, decoder, first, info, accumulator())
 
     policy = _policy(config, options)
-    body = {**(call.body or {}), **options.get("extra_body", {})}
-    if not (policy.resume_streams and reproducible(body)):
+    if not resumes(policy, call.body, options):
         return _retrying(config, call, options, attempt, hooks)
     # the replay of a broken stream is the same call: it keeps the first attempt's key
     options = {**options, "idempotency_key": options.get("idempotency_key") or _new_key()}
 
-    def reopen(retries_used: int, retries_left: int) -> Flow[StreamStart[T, Any]]:
+    def reopen(_: APIError, retries_used: int, retries_left: int) -> Flow[StreamStart[T, Any]]:
         again: RequestOptions = {**options, "max_retries": retries_left}
         return _retrying(config, call, again, attempt, hooks, retries_used)
 

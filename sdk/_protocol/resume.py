@@ -29,18 +29,26 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import APIError
 from .actions import Close, Flow, Sleep
-from .options import RetryPolicy
+from .options import RequestOptions, RetryPolicy
 from .retry import logger, retry_delay, should_retry
 
 if TYPE_CHECKING:
     from .flow import StreamStart
 
-__all__ = ["Replay", "Resume", "reproducible"]
+__all__ = ["Replay", "Resume", "reproducible", "resumes"]
 
 
 def reproducible(body: Mapping[str, object]) -> bool:
     """Whether a request asks for output that a second request reproduces exactly."""
     return body.get("temperature") == 0 or body.get("seed") is not None
+
+
+def resumes(
+    policy: RetryPolicy, body: Mapping[str, object] | None, options: RequestOptions
+) -> bool:
+    """Whether a stream call sent with this body and these options is resumed if it breaks."""
+    sent = {**(body or {}), **options.get("extra_body", {})}
+    return policy.resume_streams and reproducible(sent)
 
 
 def digest(chunk: Any) -> bytes:
@@ -88,11 +96,12 @@ class Replay:
 
 @dataclass
 class Resume:
-    """How to open a broken stream again: ``reopen`` runs ``flow.stream_flow``'s retry loop
-    with the retries still left (and the call's idempotency key)."""
+    """How to open a broken stream again: ``reopen(error, retries used, retries left)`` runs
+    the call's retry loop again (``flow.stream_flow``'s, or a ``Router``'s with failover),
+    with the call's idempotency key, and returns the new start."""
 
     policy: RetryPolicy
-    reopen: Callable[[int, int], Flow[StreamStart[Any, Any]]]  # (retries used, retries left)
+    reopen: Callable[[APIError, int, int], Flow[StreamStart[Any, Any]]]
     retries_used: int
     rand: Callable[[], float] = random.random
 
@@ -115,6 +124,6 @@ class Resume:
         )
         yield Sleep(delay)
         self.retries_used += 1
-        start = yield from self.reopen(self.retries_used, left - 1)
+        start = yield from self.reopen(error, self.retries_used, left - 1)
         self.retries_used = start.info.retries_taken
         return start

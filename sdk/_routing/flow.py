@@ -11,10 +11,13 @@ One call, in order (decisions from ``sdk._protocol.routing``, I/O from the drive
 3. One attempt (``_protocol.flow``'s call or stream flow, no retries of its own), with the
    call's one idempotency key and its attempt number in ``X-Retry-Count``.
 4. A failure: the endpoint's health is updated, then ``routing.next_attempt`` says whether
-   and where to go next (another endpoint at once, or a backoff). A stream only fails over
-   before its first event; after it, the chunks are the caller's and so are failures.
+   and where to go next (another endpoint at once, or a backoff). A stream fails over before
+   its first event; after it, the chunks are the caller's, so a broken stream is only
+   resumed if its output is reproducible (``_protocol.resume``): the same steps again, with
+   the call's key and what is left of its retries, on any endpoint.
 
-A stream stays counted in flight on its endpoint until it ends (``StreamStart.observers``).
+A stream stays counted in flight on its endpoint until it ends (``StreamStart.observers``);
+a resumed one moves to the endpoint that took it over.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sdk._protocol.flow import AttemptHooks, StreamStart, call_flow, stream_flow
 from sdk._protocol.options import RequestOptions, RetryPolicy
 from sdk._protocol.prefix import PrefixKey, prefix_key
 from sdk._protocol.request import RETRY_COUNT_HEADER, APICall
+from sdk._protocol.resume import Resume, resumes
 from sdk._protocol.routing import Routing
 from sdk.tokens.tokenizer import Tokenizer
 from sdk.types import APIObject, Model, ModelList
@@ -77,14 +81,33 @@ def routed_stream_flow(
     table: RouteTable, call: APICall[T], options: RequestOptions, policy: PolicyOptions
 ) -> Flow[StreamStart[T, Any]]:
     """``call`` opened as a stream on the table's endpoints, failing over before its first
-    event; the endpoint counts it in flight until it ends."""
+    event (resumed after it if reproducible); an endpoint counts it in flight until it ends."""
+    flight: _InFlight | None = None  # where the stream is open
 
     def finish(i: int, start: StreamStart[T, Any], retries: int) -> StreamStart[T, Any]:
+        nonlocal flight
         name = table.routes[i].endpoint.name
-        start = replace(start, info=replace(start.info, retries_taken=retries, endpoint=name))
-        return start.observed_by(_InFlight(table.routing, i))
+        info = replace(start.info, retries_taken=retries, endpoint=name)
+        start = replace(start, info=info, resume=None)  # the attempt's own has no retries
+        if flight is not None:  # resumed: the stream moved to endpoint i
+            flight.move(i)
+            return start
+        flight = _InFlight(table.routing, i)
+        return start.observed_by(flight)
 
-    return (yield from _routed(table, call, options, policy, stream_flow, finish))
+    retry = _call_policy(table, options)
+    if not resumes(retry, call.body, options):
+        return (yield from _routed(table, call, options, policy, stream_flow, finish))
+    key = _idempotency_key(call, options)  # the replay is the same call
+    options = {**options, "idempotency_key": key} if key is not None else options
+
+    def reopen(error: APIError, retries_used: int, _: int) -> Flow[StreamStart[T, Any]]:
+        assert flight is not None  # set when the stream first opened
+        flight.broke(error)
+        return _routed(table, call, options, policy, stream_flow, finish, retries_used)
+
+    start = yield from _routed(table, call, options, policy, stream_flow, finish)
+    return replace(start, resume=Resume(retry, reopen, start.info.retries_taken))
 
 
 class _InFlight:
@@ -92,11 +115,23 @@ class _InFlight:
 
     def __init__(self, routing: Routing, i: int) -> None:
         self._routing, self._i = routing, i
+        self._open = True
 
     def chunk(self, chunk: Any) -> None:
         pass
 
+    def broke(self, error: APIError) -> None:
+        """The stream broke and is being resumed: its endpoint is free and failed."""
+        self.end(error)
+        self._open = False
+
+    def move(self, i: int) -> None:
+        """The resumed stream is open on endpoint ``i`` (``_routed`` took it)."""
+        self._i, self._open = i, True
+
     def end(self, error: BaseException | None) -> None:
+        if not self._open:  # broken, and resuming it failed: released already
+            return
         self._routing.release(self._i)
         if error is not None and moves_on(error):
             self._routing.failed(self._i)
@@ -109,20 +144,18 @@ def _routed(
     policy_options: PolicyOptions,
     send: Send[R],
     finish: Callable[[int, R, int], R],
+    retries: int = 0,  # taken before: a resumed stream's
 ) -> Flow[R]:
     routing = table.routing
     pool = routing.candidates(_model_of(call), table.only)
     key: PrefixKey = ()
     if routing.strategy == "prefix_affinity":
         key = prefix_key(call.body, routing.affinity.block_size)
-    policy = table.retry_config.retry
-    if "max_retries" in options:
-        policy = replace(policy, max_retries=options["max_retries"])
+    policy = _call_policy(table, options)
     idempotency_key = _idempotency_key(call, options)
     tried: set[int] = set()  # endpoints this call failed on (in this round)
     deferred: dict[int, float] = {}  # endpoint -> seconds until its rate limiter has room
     same: int | None = None  # retry on this endpoint (409)
-    retries = 0
     while True:
         placed = _pick(routing, pool, key, tried, deferred, same)
         if placed is None:  # every endpoint is full: wait for the first room, then choose again
@@ -158,6 +191,13 @@ def _routed(
             raise
         routing.succeeded(i)
         return finish(i, result, retries)
+
+
+def _call_policy(table: RouteTable, options: RequestOptions) -> RetryPolicy:
+    policy = table.retry_config.retry
+    if "max_retries" in options:
+        policy = replace(policy, max_retries=options["max_retries"])
+    return policy
 
 
 def _idempotency_key(call: APICall[Any], options: RequestOptions) -> str | None:

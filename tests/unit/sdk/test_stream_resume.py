@@ -242,3 +242,33 @@ def test_cancelling_a_resumed_stream_closes_the_replay() -> None:
 
     received = asyncio.run(main())
     assert text_of(received) == "The capital is" and len(seen) == 2 and second.closed
+
+
+def test_hooks_and_a_router_see_one_stream_that_ends_once(api: Api) -> None:
+    ends: list[tuple[object, BaseException | None]] = []
+    hooks = sdk.Hooks(on_end=lambda call, result, error: ends.append((result, error)))
+    handler, seen = served(cut(3), replay())
+    router = api.router(handler, ["http://a.test/v1", "http://b.test/v1"], hooks=hooks)
+    final = api.run(lambda r: api.final(greedy(r)), router)
+    assert final.choices[0].message.content == TEXT and len(seen) == 2
+    assert len({r.headers["Idempotency-Key"] for r in seen}) == 1
+    assert [r.headers.get("X-Retry-Count") for r in seen] == ["0", "1"]
+    assert len(ends) == 1 and ends[0][1] is None
+    assert [s.outstanding for s in router.endpoint_status()] == [0, 0]
+
+
+def test_a_router_whose_resume_fails_releases_every_endpoint(api: Api) -> None:
+    handler, seen = served(cut(3), 503, 503)
+    router = api.router(handler, ["http://a.test/v1", "http://b.test/v1"], max_retries=2)
+    with pytest.raises(sdk.InternalServerError):
+        api.run(lambda r: api.drain(greedy(r)), router)
+    assert len(seen) == 3
+    assert [s.outstanding for s in router.endpoint_status()] == [0, 0]
+
+
+def test_a_router_does_not_resume_a_sampled_stream(api: Api) -> None:
+    handler, seen = served(cut(3), replay())
+    router = api.router(handler, ["http://a.test/v1"])
+    with pytest.raises(sdk.APIConnectionError):
+        api.run(lambda r: api.drain(stream(r)), router)
+    assert len(seen) == 1 and [s.outstanding for s in router.endpoint_status()] == [0]
