@@ -20,8 +20,9 @@ to Serve's request router every few seconds; tests and benchmarks read it per re
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -53,6 +54,8 @@ __all__ = [
     "build_app",
 ]
 
+T = TypeVar("T")
+
 DEPLOYMENT = "server_ref"
 FRONT = "front"
 log = logging.getLogger("server_ref.deploy")
@@ -67,11 +70,14 @@ class EngineReplica:
         torch.set_num_threads(threads)
         bound_kernel_caches()  # as a plain server does: before the replica's first matmul
         self.options = options
-        self.engine = AsyncEngine(load_engine(options.model, options.engine))
+        # Loaded in a thread that then ends, as a plain server loads (``api.serve``): OpenMP
+        # keeps a team of threads for every thread that ran a parallel region, and while a
+        # process holds more OpenMP threads than cores, libgomp stops spinning between regions
+        # and sleeps, so each of the hundreds of small ops of a decode step pays for a wakeup.
+        # Loading on this (long-lived) thread made every token 25-30% slower.
+        self.engine, self.embedder = _in_passing_thread(lambda: _load(options))
         self.engine.start()
-        self.embedder: Embedder | None = None
-        if options.embedding_model is not None:
-            self.embedder = load_embedder(options)
+        if self.embedder is not None:
             self.embedder.start()
         # not ``self.app``: serve.ingress's wrapper has a read-only property of that name
         self.http_app = _ProxyWritesRequestId(
@@ -112,6 +118,18 @@ class EngineReplica:
         self.engine.shutdown()
         if self.embedder is not None:
             self.embedder.shutdown()
+
+
+def _load(options: ServeOptions) -> tuple[AsyncEngine, Embedder | None]:
+    engine = AsyncEngine(load_engine(options.model, options.engine))
+    embedder = None if options.embedding_model is None else load_embedder(options)
+    return engine, embedder
+
+
+def _in_passing_thread(build: Callable[[], T]) -> T:
+    """``build()`` run on a new thread that ends with it; its exception is raised here."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader") as pool:
+        return pool.submit(build).result()
 
 
 class _ProxyWritesRequestId:
