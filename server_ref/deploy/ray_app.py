@@ -20,9 +20,8 @@ to Serve's request router every few seconds; tests and benchmarks read it per re
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -41,6 +40,7 @@ from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
 from server_ref.engine.embedder import Embedder
 from server_ref.engine.memory import bound_kernel_caches
+from server_ref.engine.threads import in_passing_thread
 from server_ref.loading import registry
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
     "application",
     "build_app",
 ]
-
-T = TypeVar("T")
 
 DEPLOYMENT = "server_ref"
 FRONT = "front"
@@ -70,12 +68,8 @@ class EngineReplica:
         torch.set_num_threads(threads)
         bound_kernel_caches()  # as a plain server does: before the replica's first matmul
         self.options = options
-        # Loaded in a thread that then ends, as a plain server loads (``api.serve``): OpenMP
-        # keeps a team of threads for every thread that ran a parallel region, and while a
-        # process holds more OpenMP threads than cores, libgomp stops spinning between regions
-        # and sleeps, so each of the hundreds of small ops of a decode step pays for a wakeup.
-        # Loading on this (long-lived) thread made every token 25-30% slower.
-        self.engine, self.embedder = _in_passing_thread(lambda: _load(options))
+        # on a thread that ends, so that its OpenMP team does not slow the engine's (threads)
+        self.engine, self.embedder = in_passing_thread(lambda: _load(options))
         self.engine.start()
         if self.embedder is not None:
             self.embedder.start()
@@ -124,12 +118,6 @@ def _load(options: ServeOptions) -> tuple[AsyncEngine, Embedder | None]:
     engine = AsyncEngine(load_engine(options.model, options.engine))
     embedder = None if options.embedding_model is None else load_embedder(options)
     return engine, embedder
-
-
-def _in_passing_thread(build: Callable[[], T]) -> T:
-    """``build()`` run on a new thread that ends with it; its exception is raised here."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader") as pool:
-        return pool.submit(build).result()
 
 
 class _ProxyWritesRequestId:

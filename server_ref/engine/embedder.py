@@ -23,7 +23,9 @@ Token-id inputs are embedded as given (vLLM's convention: ids from ``/tokenize``
 Sharing the machine with chat decoding: the worker is its own thread and torch releases the
 GIL inside its kernels, so a decode step never waits for a whole embedding request, only
 competes for the same cores (on CUDA, the same GPU; the worker issues its work on its own
-stream). ``EmbedderLimits.max_batch_tokens`` bounds one pass, and so the longest stretch
+stream). On CPU each pass runs on a thread of its own that ends with it (``threads`` says
+why: an idle OpenMP team would slow every decode step afterwards).
+``EmbedderLimits.max_batch_tokens`` bounds one pass, and so the longest stretch
 during which decoding runs on shared cores; the cost is that a busy embedder slows decode
 steps by up to the share of the cores it takes, it never starves them.
 """
@@ -58,6 +60,7 @@ from server_ref.engine.embedding_types import (
     TokenIdError,
     TooManyInputsError,
 )
+from server_ref.engine.threads import in_passing_thread
 from server_ref.loading.hf_tokenizer import Encoded, HFTokenizer
 from server_ref.models.bert import SentenceBert
 
@@ -311,7 +314,7 @@ class Embedder:
         for i in sorted(chosen, reverse=True):
             del pending[i]
         try:
-            vectors = self.model.embed([item.ids for item in batch]).numpy()
+            vectors = self._pass([item.ids for item in batch]).numpy()
         except Exception as exc:  # a bug or the device failing: the requests get a 500
             log.exception("embedding pass failed")
             for request in {item.request for item in batch}:
@@ -323,6 +326,13 @@ class Embedder:
             request.remaining -= 1
             if request.remaining == 0:
                 self._finish(request)
+
+    def _pass(self, ids: list[list[int]]) -> torch.Tensor:
+        if self.model.device.type == "cuda":  # the worker's stream is this thread's
+            return self.model.embed(ids)
+        # on CPU, a thread per pass: an OpenMP team left on this idle worker would keep the
+        # chat engine's OpenMP threads from spinning between the ops of every decode step
+        return in_passing_thread(lambda: self.model.embed(ids))
 
     def _finish(self, request: _Request) -> None:
         vectors = request.vectors

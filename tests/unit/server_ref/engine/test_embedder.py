@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from kit.omp_threads import needs_teams, os_threads, settles_to
 from kit.tinybert import write_tiny_bert
 
 from server_ref.engine.build_embedder import build_embedder, pick_embedding_device
@@ -229,6 +230,14 @@ def test_a_failing_pass_fails_its_requests_and_the_worker_goes_on(embedder: Embe
     with pytest.raises(RuntimeError, match="device lost"):
         embedder.submit(["x"]).result(10)
     assert embedder.submit(["y"]).result(10).vectors.shape[0] == 1
+
+
+@needs_teams
+def test_a_pass_leaves_no_openmp_team_on_the_idle_worker(embedder: Embedder) -> None:
+    """An idle OpenMP team would keep the chat engine's from spinning (engine.threads)."""
+    before = os_threads()  # the worker thread is running
+    assert embedder.submit(TEXTS).result(10).vectors.shape[0] == len(TEXTS)
+    assert settles_to(before)
 
 
 def test_not_started_and_shut_down_are_closed_errors(tiny_bert: Path) -> None:
