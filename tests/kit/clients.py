@@ -177,6 +177,16 @@ def chat_chunk(content: str | None = None, index: int = 0, **fields: Any) -> dic
     return chunk
 
 
+def completion_chunk(text: str, **fields: Any) -> dict[str, Any]:
+    """A legacy ``/completions`` stream chunk of one choice (``finish_reason``, ``logprobs``
+    go into the choice; other fields into the chunk)."""
+    choice = {"index": 0, "text": text, "finish_reason": fields.pop("finish_reason", None)}
+    if "logprobs" in fields:
+        choice["logprobs"] = fields.pop("logprobs")
+    chunk = {"id": "cmpl-1", "object": "text_completion", "created": 7, "model": "m"}
+    return {**chunk, "choices": [choice], **fields}
+
+
 def completion_body(content: str = "hi") -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",

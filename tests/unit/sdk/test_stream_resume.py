@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kit.clients import MESSAGES, Api, TrackedStream, chat_chunk, sse
+from kit.clients import MESSAGES, Api, TrackedStream, chat_chunk, completion_chunk, sse
 
 import sdk
 
@@ -105,17 +105,7 @@ def test_a_seed_or_temperature_0_in_extra_body_makes_a_stream_resumable(
 
 
 def test_a_legacy_completion_stream_is_resumed(api: Api) -> None:
-    def piece(text: str) -> dict[str, Any]:
-        choice = {"index": 0, "text": text, "finish_reason": None, "logprobs": None}
-        return {
-            "id": "cmpl-1",
-            "object": "text_completion",
-            "created": 7,
-            "model": "m",
-            "choices": [choice],
-        }
-
-    pieces = [piece("Once"), piece(" upon"), piece(" a"), piece(" time")]
+    pieces = [completion_chunk(text) for text in ("Once", " upon", " a", " time")]
     handler, seen = served(cut(2, pieces), replay("cmpl-2", pieces))
     chunks = api.run(
         lambda c: api.drain(

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kit.clients import MESSAGES, Api, TrackedStream, chat_chunk, sse
+from kit.clients import MESSAGES, Api, TrackedStream, chat_chunk, completion_chunk, sse
 
 import sdk
 from sdk.types import ChatCompletion, ChatCompletionChunk, Completion
@@ -131,18 +131,7 @@ def test_n_choices_and_logprobs_are_accumulated_by_index(api: Api) -> None:
 
 
 def test_completion_stream(api: Api) -> None:
-    def piece(text: str, **fields: Any) -> dict[str, Any]:
-        choice = {"index": 0, "text": text, "finish_reason": fields.pop("finish_reason", None)}
-        if "logprobs" in fields:
-            choice["logprobs"] = fields.pop("logprobs")
-        return {
-            "id": "cmpl-1",
-            "object": "text_completion",
-            "created": 1,
-            "model": "m",
-            "choices": [choice],
-            **fields,
-        }
+    piece = completion_chunk
 
     body = sse(
         piece(

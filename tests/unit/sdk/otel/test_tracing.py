@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kit.clients import Api, chat_chunk, completion_body, sse
+from kit.clients import Api, chat_chunk, completion_body, completion_chunk, sse
 from kit.replicas import Replicas
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -184,19 +184,8 @@ def _ready(value: Any) -> Any:
     return _aready(value) if isinstance(value, sdk.AsyncStream) else value
 
 
-def text_chunk(text: str) -> dict[str, Any]:
-    choice = {"index": 0, "text": text, "finish_reason": None}
-    return {
-        "id": "cmpl-1",
-        "object": "text_completion",
-        "created": 7,
-        "model": "m",
-        "choices": [choice],
-    }
-
-
 def test_a_stream_closed_early_ends_its_span(api: Api, tracing: Tracing) -> None:
-    body = sse(text_chunk("a"), text_chunk("b"))
+    body = sse(completion_chunk("a"), completion_chunk("b"))
     client = api.client(
         lambda r: httpx.Response(200, content=body, headers=EVENT_STREAM), hooks=tracing.hooks()
     )
