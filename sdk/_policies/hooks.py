@@ -9,7 +9,8 @@ driver does for it:
   (also the tokenizer fetches a token budget makes); it may add headers (``traceparent``);
 * ``response`` — when a response's status and headers have arrived;
 * ``retry`` — when an attempt failed and another one is sent (on the same endpoint, or after
-  a router's failover on another), with the failed request and the reason;
+  a router's failover on another, or to resume a broken stream), with the failed request
+  and the reason;
 * ``chunk`` — each chunk of a stream, as the caller reads it;
 * ``end`` — once, when the call is over: its result (a stream's result is what it delivered,
   accumulated), or the error that ended it. A stream's call ends when the stream does.
@@ -22,13 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
 if TYPE_CHECKING:
+    from sdk._exceptions import APIError
     from sdk._protocol.actions import Flow
+    from sdk._protocol.flow import StreamStart
     from sdk._protocol.request import APICall
 
 __all__ = ["CallHooks", "CallInfo", "CallObserver", "Hooks", "observed_flow"]
@@ -210,8 +213,6 @@ class _StreamEnd:
 
 def observed_flow(flow: Flow[R], hooks: tuple[CallHooks, ...], call: CallInfo) -> Flow[R]:
     """``flow``, with ``hooks`` told what happens to it (see the module docstring)."""
-    from sdk._exceptions import APIError
-    from sdk._protocol.actions import Send
     from sdk._protocol.flow import StreamStart
 
     observers = _Observers([], call)
@@ -223,6 +224,23 @@ def observed_flow(flow: Flow[R], hooks: tuple[CallHooks, ...], call: CallInfo) -
             continue
         if observer is not None:
             observers.each.append(observer)
+    try:
+        result = yield from _watched(flow, observers)
+    except BaseException as exc:
+        observers.notify("end", None, exc)
+        raise
+    if isinstance(result, StreamStart):
+        start = _resumes_watched(result, observers)
+        return start.observed_by(_StreamEnd(observers, start.accumulator.result))  # type: ignore[return-value]
+    observers.notify("end", result, None)
+    return result
+
+
+def _watched(flow: Flow[R], observers: _Observers) -> Flow[R]:
+    """``flow``'s actions passed on, and what the driver does with them told to ``observers``."""
+    from sdk._exceptions import APIError
+    from sdk._protocol.actions import Send
+
     reply: object = None
     error: APIError | None = None
     try:
@@ -230,8 +248,7 @@ def observed_flow(flow: Flow[R], hooks: tuple[CallHooks, ...], call: CallInfo) -
             try:
                 action = flow.send(reply) if error is None else flow.throw(error)
             except StopIteration as stop:
-                result = stop.value
-                break
+                return stop.value  # type: ignore[no-any-return]
             if isinstance(action, Send):
                 observers.sending(action.request)
             reply, error = None, None
@@ -241,12 +258,21 @@ def observed_flow(flow: Flow[R], hooks: tuple[CallHooks, ...], call: CallInfo) -
                 error = exc
                 observers.failed(exc)
             observers.answered(reply)
-    except BaseException as exc:
+    except BaseException:
         flow.close()  # abandoned (GeneratorExit) or failed: the inner flow cleans up too
-        observers.notify("end", None, exc)
         raise
-    if isinstance(result, StreamStart):
-        start = result
-        return start.observed_by(_StreamEnd(observers, start.accumulator.result))  # type: ignore[return-value]
-    observers.notify("end", result, None)
-    return result  # type: ignore[no-any-return]
+
+
+def _resumes_watched(start: StreamStart[Any, Any], observers: _Observers) -> StreamStart[Any, Any]:
+    """``start``, whose resumes (``_protocol.resume``) the observers see as retries, their
+    requests passing through the ``request`` hook like every other attempt's."""
+    resume = start.resume
+    if resume is None:
+        return start
+    reopen = resume.reopen
+
+    def watched(error: APIError, used: int, left: int) -> Flow[StreamStart[Any, Any]]:
+        observers.failed(error)  # the reason the next attempt's ``retry`` names
+        return _watched(reopen(error, used, left), observers)
+
+    return replace(start, resume=replace(resume, reopen=watched))

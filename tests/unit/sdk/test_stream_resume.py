@@ -234,6 +234,31 @@ def test_cancelling_a_resumed_stream_closes_the_replay() -> None:
     assert text_of(received) == "The capital is" and len(seen) == 2 and second.closed
 
 
+def test_hooks_see_a_resume_as_a_retry_and_its_request_like_any_other(api: Api) -> None:
+    seen_by_hooks: list[str] = []
+
+    def on_request(request: httpx.Request, call: Any) -> None:
+        request.headers["traceparent"] = f"attempt-{call.attempts}"
+        seen_by_hooks.append(f"request {call.attempts}")
+
+    def on_retry(failed: httpx.Request, reason: str, call: Any) -> None:
+        seen_by_hooks.append(f"retry after {reason}")
+
+    def on_end(call: Any, result: Any, error: BaseException | None) -> None:
+        seen_by_hooks.append(f"end {result.choices[0].message.content!r} {error}")
+
+    hooks = sdk.Hooks(on_request=on_request, on_retry=on_retry, on_end=on_end)
+    handler, seen = served(cut(3), replay())
+    api.run(lambda c: api.drain(greedy(c)), api.client(handler, hooks=hooks))
+    assert seen_by_hooks == [
+        "request 1",
+        "retry after APIConnectionError",
+        "request 2",
+        f"end {TEXT!r} None",
+    ]
+    assert [r.headers["traceparent"] for r in seen] == ["attempt-1", "attempt-2"]
+
+
 def test_hooks_and_a_router_see_one_stream_that_ends_once(api: Api) -> None:
     ends: list[tuple[object, BaseException | None]] = []
     hooks = sdk.Hooks(on_end=lambda call, result, error: ends.append((result, error)))
