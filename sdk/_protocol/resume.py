@@ -2,9 +2,10 @@
 
 A stream that fails before its first event is retried like any call (``flow.stream_flow``).
 After chunks reached the caller, a retry would repeat them, so it is only safe when the
-server will send the same chunks again: greedy decoding (``temperature`` 0) or a ``seed``
-on a server that honours it (ours; vLLM and llama.cpp with a seed). Then the SDK sends the
-request again (same idempotency key, the same retry budget and backoff), checks that the
+server will send the same chunks again: greedy decoding (``temperature`` 0) or a ``seed``,
+on a server that then answers the same way twice (ours does: a sequence's output does not
+depend on the batch it ran in). Hosted services often do not, which the check below catches.
+Then the SDK sends the request again (same idempotency key, the same retry budget and backoff), checks that the
 replay's first chunks are the ones already delivered (their choices, byte for byte:
 ids and timestamps differ between requests), skips them, and hands on the rest. A replay
 that differs, a failure that is not worth retrying (``retry.should_retry``) or an exhausted
