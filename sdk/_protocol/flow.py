@@ -15,7 +15,8 @@ When an action fails, the driver throws the (already mapped) ``APIError`` into t
 the ``yield``, exactly where a blocking call would have raised. The flow returns the parsed
 object (or a ``StreamStart``) or raises. ``Client`` drives it with plain calls and
 ``AsyncClient`` with ``await``; the retry loop, status handling, response closing and the
-"retry a stream only before its first event" rule exist once, here.
+"retry a stream only before its first event" rule exist once, here (``resume`` is the one
+exception, for a stream whose output is reproducible).
 
 Retry decisions come from a tenacity ``Retrying`` used as a state machine (``iter``):
 ``DoAttempt`` -> run one attempt, ``DoSleep`` -> yield ``Sleep``, anything else is the result.

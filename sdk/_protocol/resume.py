@@ -5,10 +5,11 @@ After chunks reached the caller, a retry would repeat them, so it is only safe w
 server will send the same chunks again: greedy decoding (``temperature`` 0) or a ``seed``,
 on a server that then answers the same way twice (ours does: a sequence's output does not
 depend on the batch it ran in). Hosted services often do not, which the check below catches.
-Then the SDK sends the request again (same idempotency key, the same retry budget and backoff), checks that the
-replay's first chunks are the ones already delivered (their choices, byte for byte:
-ids and timestamps differ between requests), skips them, and hands on the rest. A replay
-that differs, a failure that is not worth retrying (``retry.should_retry``) or an exhausted
+Then the SDK sends the request again (same idempotency key, the same retry budget and
+backoff), checks that the replay's first chunks are the ones already delivered (their
+choices, byte for byte: ids and timestamps differ between requests), skips them, and hands on
+the rest. A replay that differs, a failure that is not worth retrying
+(``retry.should_retry``) or an exhausted
 budget ends the stream with the error that broke it, as without resuming.
 
 This is what lets a deployment lose a replica mid-stream (Ray Serve restarting it) without

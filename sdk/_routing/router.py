@@ -208,8 +208,9 @@ class Router(RouterBase[httpx.Client, httpx.BaseTransport, Callable[[float], Non
     prefix go to the replica whose prefix cache holds it; see ``sdk.AffinityPolicy``).
     ``health`` (``sdk.HealthPolicy``): the consecutive failures after which an endpoint cools
     down, and for how long. A call that fails with a connection error, a timeout, 429 or 5xx
-    moves to another endpoint at once, keeping its idempotency key (a stream: only before its
-    first event); ``max_retries`` / ``retry_policy`` bound and pace its attempts in all.
+    moves to another endpoint at once, keeping its idempotency key (a stream: before its first
+    event; after it, only a reproducible one is resumed, see ``RetryPolicy.resume_streams``);
+    ``max_retries`` / ``retry_policy`` bound and pace its attempts in all.
 
     The resources are ``Client``'s; ``api_key``, ``timeout``, ``default_headers``,
     ``token_budget`` and ``hooks`` apply to every endpoint (an ``Endpoint`` may bring its own
