@@ -8,9 +8,8 @@ depend on the batch it ran in). Hosted services often do not, which the check be
 Then the SDK sends the request again (same idempotency key, the same retry budget and
 backoff), checks that the replay's first chunks are the ones already delivered (their
 choices, byte for byte: ids and timestamps differ between requests), skips them, and hands on
-the rest. A replay that differs, a failure that is not worth retrying
-(``retry.should_retry``) or an exhausted
-budget ends the stream with the error that broke it, as without resuming.
+the rest. A replay that differs, a failure that is not worth retrying (``should_retry``) or
+an exhausted budget ends the stream with the error that broke it, as without resuming.
 
 This is what lets a deployment lose a replica mid-stream (Ray Serve restarting it) without
 the caller seeing an error. ``RetryPolicy(resume_streams=False)`` turns it off.
