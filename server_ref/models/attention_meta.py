@@ -73,6 +73,10 @@ class AttnPlan:
     unit: int  # slots per gathered row: the block size, or 1
     keys: tuple[Tensor, ...]  # per layer, its keys viewed [KV * units, unit * D]
     values: tuple[Tensor, ...]  # per layer, its values viewed [KV * units, unit * D]
+    width: int  # W, key positions gathered per sequence
+    # query rows padded, widths padded and values summed in fixed slices, so that a row's
+    # numbers do not depend on its batch (False: a lone decode, ``Llama.lone_decode``)
+    invariant: bool = True
 
 
 @dataclass

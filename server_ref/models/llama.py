@@ -145,14 +145,14 @@ class Attention(nn.Module):
         the same tokens batched as alone, also with bf16 matmul inputs, which turn any
         last-bit difference into a 0.4% one.
         """
-        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
+        s, ql, w = g.n_seqs, g.q_len, plan.width
         kv, d = self.n_kv, self.hd
         heads = self.n_heads // kv
         b = kv * s
         kg = plan.keys[layer].index_select(0, plan.rows).view(b, w, d)  # [KV*S, W, D]
         vg = plan.values[layer].index_select(0, plan.rows)  # [KV*S*W/unit, unit*D]
         rows = heads * ql  # row (g, q): head g of the kv group at query q
-        padded = padded_rows(rows)
+        padded = padded_rows(rows) if plan.invariant else rows
         if ql == 1:  # decoding: [S, H, D] -> [KV, S, heads, D], no copy before the padding
             qb = q.view(s, kv, heads, d).transpose(0, 1)
         else:
@@ -165,12 +165,14 @@ class Attention(nn.Module):
         if probs.dtype != vg.dtype:
             probs = probs.to(vg.dtype)
         c = KEY_WIDTH_MULTIPLE
-        if w % c == 0:
+        if plan.invariant and w % c == 0:
             slices = probs.view(b, padded, w // c, c).transpose(1, 2).reshape(-1, padded, c)
             o = torch.bmm(slices, vg.view(-1, c, d)).view(b, w // c, padded, d).sum(1)
-        else:  # widths the runner did not pad (no invariance promised)
+        else:  # a lone decode's exact width, or one the runner did not pad
             o = torch.bmm(probs, vg.view(b, w, d))
-        o = o.view(kv, s, padded, d)[:, :, :rows]  # [KV, S, rows, D]
+        o = o.view(kv, s, padded, d)
+        if padded > rows:
+            o = o[:, :, :rows]  # [KV, S, rows, D]
         if ql == 1:  # a view; the caller's reshape for the output projection copies once
             return o.transpose(0, 1)
         return o.reshape(kv, s, heads, ql, d).permute(1, 3, 0, 2, 4).reshape(s * ql, kv, heads, d)
@@ -250,6 +252,10 @@ class Llama(nn.Module):
             self.lm_head.weight = self.embed.weight
         # a plain attribute, not a buffer: Module.to(dtype) would cast it to a real dtype
         self.rope = rope_table(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
+        # a step that decodes a single sequence attends over exactly its keys, without the
+        # padding that keeps a sequence's numbers the same alone as batched (Attention.attend):
+        # faster, and the right trade only where batches break that anyway (--int4 auto)
+        self.lone_decode = False
 
     @property
     def device(self) -> torch.device:
@@ -289,30 +295,38 @@ class Llama(nn.Module):
     def attention_plan(self, g: AttnGroup, cache: KVCache) -> AttnPlan:
         """Built once per step for each group and shared by all layers (inside the step, so a
         captured CUDA graph rebuilds it from its static inputs)."""
-        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
-        kv, heads = self.cfg.n_kv_heads, self.cfg.n_heads // self.cfg.n_kv_heads
-        # the mask as an additive bias: [KV*S, 1, W] for one query per sequence, else
-        # [1 or KV*S, R, W] with R the padded query rows, ordered (head, query)
-        zero = torch.zeros((), dtype=self.dtype, device=g.mask.device)
-        bias = zero.masked_fill(~g.mask.view(s, ql, w), float("-inf"))  # [S, Q, W]
-        if ql == 1:
-            bias = bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
+        lone = self.lone_decode and g.n_seqs == 1 and g.q_len == 1
+        if lone:  # its keys exactly, all visible: no padding, no mask
+            key_slots = g.key_slots[:, : int(g.mask.sum())]
+            bias = torch.zeros((1, 1, 1), dtype=self.dtype, device=g.mask.device)
         else:
-            bias = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)
-            bias = F.pad(bias, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
-            if s > 1:
-                bias = bias[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
+            key_slots, bias = g.key_slots, self._mask_bias(g)
         # which rows of a layer's cache, viewed [KV * units, unit * D], hold the keys: whole
         # blocks when the width allows (fewer, longer rows to copy), else single slots
-        bs = cache.block_size
+        w, bs = key_slots.shape[1], cache.block_size
         unit = bs if w % bs == 0 else 1
-        ids = g.key_slots[:, ::bs].reshape(-1) // bs if unit == bs else g.key_slots.reshape(-1)
+        ids = key_slots[:, ::bs].reshape(-1) // bs if unit == bs else key_slots.reshape(-1)
         per_head = cache.k.shape[2] // unit
-        heads_base = torch.arange(kv, device=ids.device)[:, None] * per_head
+        heads_base = torch.arange(self.cfg.n_kv_heads, device=ids.device)[:, None] * per_head
         rows = (heads_base + ids[None]).reshape(-1)
         layers, row = cache.k.shape[0], unit * cache.k.shape[3]
         keys, values = cache.k.view(layers, -1, row), cache.v.view(layers, -1, row)
-        return AttnPlan(bias, rows, unit, keys.unbind(0), values.unbind(0))
+        return AttnPlan(bias, rows, unit, keys.unbind(0), values.unbind(0), w, not lone)
+
+    def _mask_bias(self, g: AttnGroup) -> Tensor:
+        """The mask as an additive bias: [KV*S, 1, W] for one query per sequence, else
+        [1 or KV*S, R, W] with R the padded query rows, ordered (head, query)."""
+        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
+        kv, heads = self.cfg.n_kv_heads, self.cfg.n_heads // self.cfg.n_kv_heads
+        zero = torch.zeros((), dtype=self.dtype, device=g.mask.device)
+        bias = zero.masked_fill(~g.mask.view(s, ql, w), float("-inf"))  # [S, Q, W]
+        if ql == 1:
+            return bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
+        bias = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)
+        bias = F.pad(bias, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
+        if s > 1:
+            bias = bias[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
+        return bias
 
     def forward_full(self, tokens: Tensor) -> Tensor:
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
