@@ -143,7 +143,8 @@ class Attention(nn.Module):
         probabilities times values is summed in fixed 64-key slices. Measured bit-exact over
         hundreds of random row counts, widths and batch sizes. With it a greedy stream decodes
         the same tokens batched as alone, also with bf16 matmul inputs, which turn any
-        last-bit difference into a 0.4% one.
+        last-bit difference into a 0.4% one. A lone decode under ``Llama.lone_decode`` skips
+        all of that (``plan.invariant`` is False): its exact keys, unpadded rows, one bmm.
         """
         s, ql, w = g.n_seqs, g.q_len, plan.width
         kv, d = self.n_kv, self.hd
@@ -296,7 +297,7 @@ class Llama(nn.Module):
         """Built once per step for each group and shared by all layers (inside the step, so a
         captured CUDA graph rebuilds it from its static inputs)."""
         lone = self.lone_decode and g.n_seqs == 1 and g.q_len == 1
-        if lone:  # its keys exactly, all visible: no padding, no mask
+        if lone:  # its keys exactly, all visible: no padding, no mask (a CPU mode: no sync)
             key_slots = g.key_slots[:, : int(g.mask.sum())]
             bias = torch.zeros((1, 1, 1), dtype=self.dtype, device=g.mask.device)
         else:
