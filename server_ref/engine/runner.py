@@ -71,8 +71,11 @@ class ModelRunner:
             ],
             logits_rows=torch.tensor(plan.logits_rows, dtype=torch.long, device=dev),
         )
-        logits = self.model(torch.tensor(plan.tokens, device=dev), self.cache, meta)
-        out: Tensor = logits[plan.to_batch_order]
+        logits: Tensor = self.model(torch.tensor(plan.tokens, device=dev), self.cache, meta)
+        order = plan.to_batch_order
+        if order == list(range(len(order))):  # no copy of [M, vocab] (always so at batch 1)
+            return logits
+        out: Tensor = logits[order]
         return out
 
     def _decode_with_graphs(

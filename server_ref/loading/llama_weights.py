@@ -89,7 +89,8 @@ def build_model(
     (``models.output_head``), and ``int4`` (the file's 4-bit weights by GGUF name,
     ``loading.gguf.load_int4_weights``) runs the block layers stored in Q4_0 / Q4_1 on
     those 4-bit weights (``models.int4``) instead of bf16 copies: in every step, or with
-    ``int4_max_rows`` only in steps of at most that many tokens (bf16 in bigger ones).
+    ``int4_max_rows`` only in steps of at most that many tokens (bf16 in bigger ones; a
+    step that decodes one sequence then also takes ``Llama.lone_decode``'s attention).
 
     >>> reader = open_gguf("model.gguf")  # doctest: +SKIP
     >>> cfg, tensors = read_config(reader), load_tensors(reader)  # doctest: +SKIP
@@ -130,7 +131,10 @@ def _pack_for_cpu(
     if rescore:
         model.lm_head = RescoredHead(head.weight)
     if mixed and int4:
-        _use_int4(model, _rename(model.cfg, int4, Int4Weight.cat), int4_max_rows)
+        swapped = _use_int4(model, _rename(model.cfg, int4, Int4Weight.cat), int4_max_rows)
+        # steps of two sizes already run two kernels, so nothing is lost by the faster
+        # attention of a lone decode, which batches do not share either
+        model.lone_decode = swapped > 0 and int4_max_rows is not None
 
 
 def _use_int4(model: Llama, weights: Mapping[str, Int4Weight], max_rows: int | None) -> int:

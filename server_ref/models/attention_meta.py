@@ -11,7 +11,7 @@ heads, D head size, R padded query rows of one kv head (heads per kv head * Q, r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -39,6 +39,14 @@ class KVCache:
     k: Tensor  # [n_layers, KV, num_blocks * block_size, D]
     v: Tensor  # [n_layers, KV, num_blocks * block_size, D]
     block_size: int
+    # per layer, [slots, KV, D] views of k and v, where a step writes its new keys and values
+    # (made once: a decode step at batch 1 costs more in such small ops than in attention)
+    k_by_slot: tuple[Tensor, ...] = field(init=False, repr=False)
+    v_by_slot: tuple[Tensor, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.k_by_slot = self.k.transpose(1, 2).unbind(0)
+        self.v_by_slot = self.v.transpose(1, 2).unbind(0)
 
 
 @dataclass
@@ -61,8 +69,14 @@ class AttnPlan:
     """How one attention group gathers and masks its keys, shared by all layers of a step."""
 
     bias: Tensor  # the mask as 0 / -inf, broadcastable to [KV * S, R, W]
-    rows: Tensor  # [KV * S * W / unit] rows of the cache viewed [KV * units, unit * D]
+    rows: Tensor  # [KV * S * W / unit] rows of a layer's cache viewed [KV * units, unit * D]
     unit: int  # slots per gathered row: the block size, or 1
+    keys: tuple[Tensor, ...]  # per layer, its keys viewed [KV * units, unit * D]
+    values: tuple[Tensor, ...]  # per layer, its values viewed [KV * units, unit * D]
+    width: int  # W, key positions gathered per sequence
+    # query rows padded, widths padded and values summed in fixed slices, so that a row's
+    # numbers do not depend on its batch (False: a lone decode, ``Llama.lone_decode``)
+    invariant: bool = True
 
 
 @dataclass

@@ -107,9 +107,10 @@ class Int4Linear(nn.Module):
         if self.dense is not None and x.numel() > self.max_rows * self.in_features:
             y: Tensor = self.dense(x)
             return y
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
+        flat = x.dim() == 2  # the model's blocks: no reshapes (each a call, ~120 a step)
+        rows = (x if flat else x.reshape(-1, self.in_features)).to(torch.bfloat16).contiguous()
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scale_zero)
-        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+        return (y if flat else y.view(*x.shape[:-1], self.out_features)).to(x.dtype)
 
     def extra_repr(self) -> str:
         above = f", above {self.max_rows} rows:" if self.dense is not None else ""

@@ -62,9 +62,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        if x.dtype == w.dtype == torch.float32:  # no conversions (each a call at batch 1)
+            return F.rms_norm(x, w.shape, w, self.eps)
         # normalise in fp32 even when running bf16, as llama.cpp does
-        w = self.weight.float()
-        return F.rms_norm(x.float(), w.shape, w, self.eps).to(x.dtype)
+        return F.rms_norm(x.float(), w.shape, w.float(), self.eps).to(x.dtype)
 
 
 def rope_table(head_dim: int, max_pos: int, base: float) -> Tensor:
@@ -76,10 +78,12 @@ def rope_table(head_dim: int, max_pos: int, base: float) -> Tensor:
 
 def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
     """Rotate adjacent pairs (x[2j], x[2j+1]) as complex numbers. x: [N, heads, D]; rot:
-    [N, D/2] complex. One complex multiply: the arithmetic of x0*c - x1*s, x0*s + x1*c."""
+    [N, 1, D/2] complex. One complex multiply: the arithmetic of x0*c - x1*s, x0*s + x1*c."""
     n, h, d = x.shape
-    xc = torch.view_as_complex(x.float().view(n, h, d // 2, 2))  # [N, H, D/2]
-    return torch.view_as_real(xc * rot[:, None, :]).view(n, h, d).to(x.dtype)
+    fp32 = x.dtype == torch.float32
+    xc = torch.view_as_complex((x if fp32 else x.float()).view(n, h, d // 2, 2))  # [N, H, D/2]
+    y = torch.view_as_real(xc * rot).view(n, h, d)
+    return y if fp32 else y.to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -97,9 +101,9 @@ class Attention(nn.Module):
     def _qkv(self, x: Tensor, rot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: [N, dim] -> q [N, H, D], k [N, KV, D] (both rotated), v [N, KV, D]."""
         n, h, kv = x.shape[0], self.n_heads, self.n_kv
-        qkv = self.wqkv(x).view(n, h + 2 * kv, self.hd)
-        qk = apply_rope(qkv[:, : h + kv], rot)
-        return qk[:, :h], qk[:, h:], qkv[:, h + kv :]
+        qk, v = self.wqkv(x).view(n, h + 2 * kv, self.hd).split_with_sizes([h + kv, kv], 1)
+        q, k = apply_rope(qk, rot).split_with_sizes([h, kv], 1)
+        return q, k, v
 
     def forward(
         self,
@@ -113,23 +117,21 @@ class Attention(nn.Module):
         """``plans[i]``: how group i gathers its keys and masks them (``Llama.attention_plan``)."""
         n = x.shape[0]
         q, k, v = self._qkv(x, rot)  # [N, H, D], [N, KV, D], [N, KV, D]
-        kc, vc = cache.k[layer], cache.v[layer]  # [KV, slots, D]
-        kc.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
-        vc.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
-        out = torch.empty_like(q) if len(meta.groups) > 1 else None  # [N, H, D]
-        for g, plan in zip(meta.groups, plans, strict=True):
-            og = self.attend(q[g.rows], kc, vc, g, plan)
-            if out is None:
-                out = og
-            else:
-                out[g.rows] = og
-        assert out is not None
-        y: Tensor = self.wo(out.reshape(n, self.n_heads * self.hd))  # [N, dim]
+        cache.k_by_slot[layer].index_copy_(0, meta.slot_mapping, k)
+        cache.v_by_slot[layer].index_copy_(0, meta.slot_mapping, v)
+        if len(meta.groups) == 1:  # every decode step, most prefill steps
+            o = self.attend(q, meta.groups[0], plans[0], layer)  # [N, KV, H / KV, D]
+        else:
+            o = q.new_empty(n, self.n_kv, self.n_heads // self.n_kv, self.hd)
+            for g, plan in zip(meta.groups, plans, strict=True):
+                o[g.rows] = self.attend(q[g.rows], g, plan, layer)
+        y: Tensor = self.wo(o.reshape(n, self.n_heads * self.hd))  # [N, dim]
         return y
 
-    def attend(self, q: Tensor, kc: Tensor, vc: Tensor, g: AttnGroup, plan: AttnPlan) -> Tensor:
+    def attend(self, q: Tensor, g: AttnGroup, plan: AttnPlan, layer: int) -> Tensor:
         """Attention of one group as two batched matmuls per (kv head, sequence): the query
-        rows of the G heads sharing a kv head times that head's keys. q [S * Q, H, D].
+        rows of the G heads sharing a kv head times that head's keys. q [S * Q, H, D] ->
+        [S * Q, KV, H / KV, D] (kv head outer, as H is; possibly a strided view).
 
         Batch invariance: every number a query row gets here depends on that row and its
         sequence's keys only, not on which other sequences share the step, how the prompt was
@@ -141,30 +143,40 @@ class Attention(nn.Module):
         probabilities times values is summed in fixed 64-key slices. Measured bit-exact over
         hundreds of random row counts, widths and batch sizes. With it a greedy stream decodes
         the same tokens batched as alone, also with bf16 matmul inputs, which turn any
-        last-bit difference into a 0.4% one.
+        last-bit difference into a 0.4% one. A lone decode under ``Llama.lone_decode`` skips
+        all of that (``plan.invariant`` is False): its exact keys, unpadded rows, one bmm.
         """
-        s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
+        s, ql, w = g.n_seqs, g.q_len, plan.width
         kv, d = self.n_kv, self.hd
         heads = self.n_heads // kv
         b = kv * s
-        unit = plan.unit * d
-        kg = kc.view(-1, unit).index_select(0, plan.rows).view(b, w, d)  # [KV*S, W, D]
-        vg = vc.view(-1, unit).index_select(0, plan.rows).view(b, w, d)
+        kg = plan.keys[layer].index_select(0, plan.rows).view(b, w, d)  # [KV*S, W, D]
+        vg = plan.values[layer].index_select(0, plan.rows)  # [KV*S*W/unit, unit*D]
         rows = heads * ql  # row (g, q): head g of the kv group at query q
-        qb = q.view(s, ql, kv, heads, d).permute(2, 0, 3, 1, 4).reshape(b, rows, d)
-        padded = padded_rows(rows)
+        padded = padded_rows(rows) if plan.invariant else rows
+        if ql == 1:  # decoding: [S, H, D] -> [KV, S, heads, D], no copy before the padding
+            qb = q.view(s, kv, heads, d).transpose(0, 1)
+        else:
+            qb = q.view(s, ql, kv, heads, d).permute(2, 0, 3, 1, 4).reshape(kv, s, rows, d)
         if padded > rows:
             qb = F.pad(qb, (0, 0, 0, padded - rows))  # zero queries, results dropped
+        qb = qb.reshape(b, padded, d)
         scores = torch.baddbmm(plan.bias, qb, kg.transpose(1, 2), alpha=d**-0.5)  # [KV*S, R, W]
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(vg.dtype)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+        if probs.dtype != vg.dtype:
+            probs = probs.to(vg.dtype)
         c = KEY_WIDTH_MULTIPLE
-        if w % c == 0:
+        if plan.invariant and w % c == 0:
             slices = probs.view(b, padded, w // c, c).transpose(1, 2).reshape(-1, padded, c)
             o = torch.bmm(slices, vg.view(-1, c, d)).view(b, w // c, padded, d).sum(1)
-        else:  # widths the runner did not pad (no invariance promised)
-            o = torch.bmm(probs, vg)
-        o = o[:, :rows]  # [KV*S, rows, D]
-        return o.reshape(kv, s, heads, ql, d).permute(1, 3, 0, 2, 4).reshape(s * ql, -1, d)
+        else:  # a lone decode's exact width, or one the runner did not pad
+            o = torch.bmm(probs, vg.view(b, w, d))
+        o = o.view(kv, s, padded, d)
+        if padded > rows:
+            o = o[:, :, :rows]  # [KV, S, rows, D]
+        if ql == 1:  # a view; the caller's reshape for the output projection copies once
+            return o.transpose(0, 1)
+        return o.reshape(kv, s, heads, ql, d).permute(1, 3, 0, 2, 4).reshape(s * ql, kv, heads, d)
 
     def forward_full(self, x: Tensor, rot: Tensor) -> Tensor:
         """Cache-free causal attention over whole sequences. x: [B, T, dim]."""
@@ -241,6 +253,10 @@ class Llama(nn.Module):
             self.lm_head.weight = self.embed.weight
         # a plain attribute, not a buffer: Module.to(dtype) would cast it to a real dtype
         self.rope = rope_table(cfg.head_dim, max_positions or cfg.context_length, cfg.rope_base)
+        # a step that decodes a single sequence attends over exactly its keys, without the
+        # padding that keeps a sequence's numbers the same alone as batched (Attention.attend):
+        # faster, and the right trade only where batches break that anyway (--int4 auto)
+        self.lone_decode = False
 
     @property
     def device(self) -> torch.device:
@@ -268,7 +284,7 @@ class Llama(nn.Module):
 
     def forward(self, tokens: Tensor, cache: KVCache, meta: BatchMeta) -> Tensor:
         """tokens: [N] new tokens of all sequences -> logits [M, vocab] (fp32) at logits_rows."""
-        rot = self.rope[meta.positions]  # [N, D/2]
+        rot = self.rope[meta.positions[:, None]]  # [N, 1, D/2]
         h = self.embed(tokens)  # [N, dim]
         plans = [self.attention_plan(g, cache) for g in meta.groups]
         for i, blk in enumerate(self.blocks):
@@ -280,33 +296,44 @@ class Llama(nn.Module):
     def attention_plan(self, g: AttnGroup, cache: KVCache) -> AttnPlan:
         """Built once per step for each group and shared by all layers (inside the step, so a
         captured CUDA graph rebuilds it from its static inputs)."""
+        lone = self.lone_decode and g.n_seqs == 1 and g.q_len == 1
+        if lone:  # its keys exactly, all visible: no padding, no mask (a CPU mode: no sync)
+            key_slots = g.key_slots[:, : int(g.mask.sum())]
+            bias = torch.zeros((1, 1, 1), dtype=self.dtype, device=g.mask.device)
+        else:
+            key_slots, bias = g.key_slots, self._mask_bias(g)
+        # which rows of a layer's cache, viewed [KV * units, unit * D], hold the keys: whole
+        # blocks when the width allows (fewer, longer rows to copy), else single slots
+        w, bs = key_slots.shape[1], cache.block_size
+        unit = bs if w % bs == 0 else 1
+        ids = key_slots[:, ::bs].reshape(-1) // bs if unit == bs else key_slots.reshape(-1)
+        per_head = cache.k.shape[2] // unit
+        heads_base = torch.arange(self.cfg.n_kv_heads, device=ids.device)[:, None] * per_head
+        rows = (heads_base + ids[None]).reshape(-1)
+        layers, row = cache.k.shape[0], unit * cache.k.shape[3]
+        keys, values = cache.k.view(layers, -1, row), cache.v.view(layers, -1, row)
+        return AttnPlan(bias, rows, unit, keys.unbind(0), values.unbind(0), w, not lone)
+
+    def _mask_bias(self, g: AttnGroup) -> Tensor:
+        """The mask as an additive bias: [KV*S, 1, W] for one query per sequence, else
+        [1 or KV*S, R, W] with R the padded query rows, ordered (head, query)."""
         s, ql, w = g.n_seqs, g.q_len, g.key_slots.shape[1]
         kv, heads = self.cfg.n_kv_heads, self.cfg.n_heads // self.cfg.n_kv_heads
-        # the mask as an additive bias: [KV*S, 1, W] for one query per sequence, else
-        # [1 or KV*S, R, W] with R the padded query rows, ordered (head, query)
         zero = torch.zeros((), dtype=self.dtype, device=g.mask.device)
         bias = zero.masked_fill(~g.mask.view(s, ql, w), float("-inf"))  # [S, Q, W]
         if ql == 1:
-            bias = bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
-        else:
-            bias = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)
-            bias = F.pad(bias, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
-            if s > 1:
-                bias = bias[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
-        # which rows of a layer's cache, viewed [KV * units, unit * D], hold the keys: whole
-        # blocks when the width allows (fewer, longer rows to copy), else single slots
-        bs = cache.block_size
-        unit = bs if w % bs == 0 else 1
-        ids = g.key_slots[:, ::bs].reshape(-1) // bs if unit == bs else g.key_slots.reshape(-1)
-        per_head = cache.k.shape[2] // unit
-        heads_base = torch.arange(kv, device=ids.device)[:, None] * per_head
-        return AttnPlan(bias, (heads_base + ids[None]).reshape(-1), unit)
+            return bias.view(1, s, 1, w).expand(kv, -1, -1, -1).reshape(kv * s, 1, w)
+        bias = bias[:, None].expand(s, heads, ql, w).reshape(s, heads * ql, w)
+        bias = F.pad(bias, (0, 0, 0, padded_rows(heads * ql) - heads * ql))
+        if s > 1:
+            bias = bias[None].expand(kv, -1, -1, -1).reshape(kv * s, -1, w)
+        return bias
 
     def forward_full(self, tokens: Tensor) -> Tensor:
         """tokens: [B, T] -> logits [B, T, vocab] (fp32), causal, no cache."""
         b, t = tokens.shape
         pos = torch.arange(t, device=tokens.device).repeat(b)  # [B*T]
-        rot = self.rope[pos]
+        rot = self.rope[pos[:, None]]  # [B*T, 1, D/2]
         h = self.embed(tokens)  # [B, T, dim]
         for blk in self.blocks:
             h = blk.forward_full(h, rot)

@@ -64,7 +64,8 @@ class RescoredHead(nn.Module):
         shape = (*x.shape[:-1], self.weight.shape[0])
         if rows.shape[0] == 0:  # a step that only prefills samples nothing
             return logits.view(shape)
-        low, top = logits.aminmax(dim=1)
+        # not aminmax: on CPU it took 7-17x as long as amax + amin (1-16 rows of 49,152)
+        top, low = logits.amax(dim=1), logits.amin(dim=1)
         window = 2 * self.bound(rows, torch.maximum(top.abs(), low.abs()))
         r, v = (logits >= (top - window)[:, None]).nonzero(as_tuple=True)
         for i in range(0, len(v), _CHUNK):  # typically one chunk of a few dozen

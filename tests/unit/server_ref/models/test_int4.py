@@ -152,6 +152,8 @@ def test_a_mixed_model_runs_its_4_bit_layers_on_the_files_weights(q4_gguf: Path)
     )
     assert not any(isinstance(m, Int4Linear) for m in bf16.modules())
     assert always.matmul_dtype == torch.bfloat16
+    # only auto, whose batches already mix two kernels, gives a lone decode its own attention
+    assert auto.lone_decode and not always.lone_decode and not bf16.lone_decode
     for model in (bf16, always, auto):
         assert isinstance(model.lm_head, RescoredHead)  # mixed precision: the bf16 head
     tokens = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(0))

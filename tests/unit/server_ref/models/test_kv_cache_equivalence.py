@@ -17,6 +17,7 @@ from server_ref.engine.step_plan import slots_of
 from server_ref.engine.types import SamplingParams
 from server_ref.loading.gguf import load_int4_weights, load_tensors, open_gguf, read_config
 from server_ref.loading.llama_weights import build_model
+from server_ref.models.attention_meta import AttnGroup, AttnPlan, KVCache
 from server_ref.models.int4 import Int4Linear
 from server_ref.models.llama import Llama
 
@@ -73,6 +74,40 @@ def test_cached_batched_decode_matches_full_forward(model: Llama, chunk: int, gr
         assert chunk != 512 or (4, 64) in runner.graphs._buckets
     if chunk == 7:
         assert steps > 6  # the 21-token prompt really was prefilled in several chunks
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "decode-graphs"])
+def test_a_lone_decode_attends_over_exactly_its_keys(
+    model: Llama, graphs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Llama.lone_decode (--int4 auto): a step decoding one sequence skips the padding of
+    # batch invariance; its logits are still those of a full pass
+    monkeypatch.setattr(model, "lone_decode", True)
+    widths: list[int] = []
+    planner = model.attention_plan
+
+    def attention_plan(g: AttnGroup, cache: KVCache) -> AttnPlan:
+        plan = planner(g, cache)
+        widths.append(plan.width)
+        return plan
+
+    monkeypatch.setattr(model, "attention_plan", attention_plan)
+    torch.manual_seed(3)
+    blocks = BlockManager(num_blocks=16, block_size=4)
+    sched = Scheduler(blocks, max_num_seqs=1, max_queue=1, max_batched_tokens=64)
+    runner = ModelRunner(model, blocks.num_blocks, blocks.block_size, decode_graphs=graphs)
+    prompt = torch.randint(0, 256, (13,)).tolist()
+    seq = Sequence("s", prompt, SamplingParams(max_tokens=6), frozenset())
+    sched.add(seq)
+    for _ in range(6):
+        ((_, row),) = _step(sched, runner, blocks)
+        with torch.inference_mode():
+            ids = torch.tensor([seq.prompt_ids + seq.output_ids], device=model.device)
+            full = model.forward_full(ids)[0, -1]
+        torch.testing.assert_close(row, full, atol=1e-4, rtol=0)
+        seq.output_ids.append(int(row.argmax()))
+    # the prefill's keys padded to 64, then each decode's exact count (16: in whole blocks)
+    assert widths == [64, 14, 15, 16, 17, 18]
 
 
 def test_reused_prefix_blocks_give_the_same_logits(model: Llama) -> None:
