@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from server_ref.deploy.options import local_ray_env
+
+# Before any test module imports Ray, which reads both when first imported: the Ray integration
+# tests join a test server's Ray instance on 127.0.0.1 with the token Ray saved for it (under
+# ~/.ray) on its first start. Set later (a unit test importing Ray first), the connection is
+# refused ("Authentication token is missing").
+local_ray_env()
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,20 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from server_ref.deploy.options import local_ray_env
-
-# Read when Ray is imported: this process joins the server's Ray instance on 127.0.0.1, with
-# the token Ray saved for it (under ~/.ray) on its first start.
-local_ray_env()
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+# tests/conftest.py set what Ray reads on import (loopback, token auth) before this import
 pytest.importorskip("ray.serve", reason="needs the ray extra: pip install 'llm-sdk[ray]'")
 
-import ray  # noqa: E402
-from kit.four_clients import KINDS, FourClients  # noqa: E402
-from kit.live_server import LiveServer, ServerFactory  # noqa: E402
-from kit.ray_cluster import RayCluster  # noqa: E402
+import ray
+from kit.four_clients import KINDS, FourClients
+from kit.live_server import LiveServer, ServerFactory
+from kit.ray_cluster import RayCluster
 
-import sdk  # noqa: E402
+import sdk
 
 pytestmark = pytest.mark.slow
 
