@@ -9,11 +9,10 @@ hundreds of small ops, each a parallel region, so a sleeping worker is woken for
 
 So any thread that runs torch besides the engine's own must end when its work does: the
 model loader (``api.serve`` and the Ray replicas) and the embedder's passes (``embedder``).
-Measured on the default model, 2 cores (``benchmarks``' VM): after one ``/v1/embeddings``
-call whose pass ran on the embedder's long-lived thread, the chat engine's OpenMP worker went
-from ~2 to ~5,000 voluntary context switches a second and a single stream from 26.9 to
-22.0 tok/s; a Ray replica that loaded its engine on its constructor's thread ran a single
-stream at 0.58x of the plain server.
+Measured with ``benchmarks/bench_ray.py`` (default model, 2 cores): a Ray replica that loaded
+its engine on its constructor's long-lived thread ran a single stream at 0.58x of the plain
+server, and at 0.97x once it loaded on a passing thread. The tests count the process's threads
+to show no team is left (``tests/unit/server_ref/engine/test_threads.py``).
 
 >>> in_passing_thread(lambda: 6 * 7)
 42
