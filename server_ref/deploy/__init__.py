@@ -10,7 +10,9 @@
 ``forwarding`` the front that reads each request and carries it whole to an engine replica,
               so the router sees the prompt (Ray-free)
 ``ray_router`` the prefix router on Serve's ``RequestRouter`` API
+``ray_loopback`` a replica's own gRPC server on the node's loopback address, not on every
+              interface
 
-Only ``ray_app``, ``ray_run`` and ``ray_router`` import Ray (the ``ray`` extra); ``sdk`` and
+Only the ``ray_*`` modules import Ray (the ``ray`` extra); ``sdk`` and
 the plain server never do.
 """

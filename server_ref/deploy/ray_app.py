@@ -35,6 +35,7 @@ from server_ref.api.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES, c
 from server_ref.api.middleware import REQUEST_ID_HEADER
 from server_ref.api.serve import ServeOptions, load_embedder
 from server_ref.deploy.forwarding import Forward, ForwardedRequest, Front, run_forwarded
+from server_ref.deploy.ray_loopback import keep_replica_on_loopback
 from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
@@ -63,6 +64,7 @@ class EngineReplica:
     """One engine (and embedding model) behind the server's FastAPI app."""
 
     def __init__(self, options: ServeOptions, threads: int) -> None:
+        keep_replica_on_loopback()
         # OMP_NUM_THREADS comes with the replica's runtime_env; torch's pool is set here too,
         # for a replica started without it (``serve run`` with a hand-written config).
         torch.set_num_threads(threads)
@@ -152,6 +154,7 @@ class FrontReplica:
     """The ingress of ``router="prefix"``: reads each request, forwards it to the engines."""
 
     def __init__(self, engines: DeploymentHandle[Any]) -> None:
+        keep_replica_on_loopback()
         self.engines = engines.options(stream=True, method_name="forward")
 
     def __serve_build_asgi_app__(self) -> ASGIApp:

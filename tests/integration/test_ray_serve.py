@@ -25,6 +25,7 @@ pytest.importorskip("ray.serve", reason="needs the ray extra: pip install 'llm-s
 
 import ray
 from kit.four_clients import KINDS, FourClients
+from kit.listening import listening
 from kit.live_server import LiveServer, ServerFactory
 from kit.ray_cluster import RayCluster
 
@@ -119,6 +120,15 @@ async def test_same_bytes_as_one_server(
             r = await http.post(path, json=body)
         answers.append((r.status_code, r.headers["content-type"], _same_sse(r.text)))
     assert answers[0] == answers[1]
+
+
+def test_nothing_listens_beyond_loopback(ray_server: LiveServer, cluster: RayCluster) -> None:
+    """Every socket that the server, its Ray instance and the replicas listen on is on the
+    loopback address (a replica's own gRPC server too: ``deploy.ray_loopback``)."""
+    listeners = listening(ray_server.process.pid)
+    names = {listener.name for listener in listeners}
+    assert any(name.startswith("ray::ServeRepli") for name in names), names  # replicas seen
+    assert [listener for listener in listeners if not listener.loopback] == []
 
 
 async def test_one_kept_alive_connection_serves_call_after_call(
