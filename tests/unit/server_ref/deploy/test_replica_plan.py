@@ -69,6 +69,8 @@ def test_plans_that_cannot_run_are_one_line_errors(kwargs: dict[str, Any], messa
             "--router must be one of default, prefix, not 'nearest'",
         ),
         (["--router", "prefix"], "need --ray"),
+        (["--ingress", "haproxy"], "need --ray"),
+        (["--ray", "--ingress", "nginx"], "argument --ingress: invalid choice: 'nginx'"),
     ],
 )
 def test_cli_refuses_before_anything_starts(
