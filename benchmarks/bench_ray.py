@@ -10,8 +10,13 @@ Three comparisons, each between servers this script launches on 127.0.0.1 (the c
 (c) routing: ``--router prefix`` against ``--router default``, two replicas each, on
     ``--conversations`` (40) chats of ``--turns`` (4) turns, ``--concurrency`` (6) at a time,
     as benchmarks/bench_router.py runs them (four apps' long system prompts, every turn resends
-    the conversation): the replicas' prefix-cache hit rate (prompt tokens found cached /
+    the conversation; ``--context-chars N`` adds N characters that only one conversation has,
+    its customer's orders): the replicas' prefix-cache hit rate (prompt tokens found cached /
     looked up, read from every replica through Ray), TTFT p50 and p90, wall time.
+
+Each comparison runs once per ``--ingresses`` entry (``proxy``: Serve's HTTP proxy, ``haproxy``:
+HAProxy before replicas that serve HTTP themselves, ``serve --ray --ingress``), one Ray
+instance up at a time in (a) and (b).
 
 Levels are ``bench_serving.run_level`` (greedy streaming chat, 2 x concurrency requests).
 ``--rounds N`` repeats everything with the servers' order reversed every other round and
@@ -142,10 +147,26 @@ class Chats:
         return self.hits / self.queries if self.queries else float("nan")
 
 
+def customer_record(n: int, chars: int) -> str:
+    """About ``chars`` characters of text that only conversation ``n`` has (its customer's
+    orders), as a support chat or a chat over a document carries: the prefix that only one
+    replica can have cached."""
+    lines = [f"\nThe orders of customer {n}:"]
+    k = 0
+    while sum(map(len, lines)) < chars:
+        k += 1
+        item = TOPICS[(n * 7 + k) % len(TOPICS)]
+        lines.append(
+            f"\nOrder {n}-{k}: {1 + (n + k) % 4} item(s) about {item}, day {(n * k) % 28 + 1}."
+        )
+    return "".join(lines) if chars else ""
+
+
 async def conversation(
     http: httpx.AsyncClient, server: Server, tag: str, n: int, args: argparse.Namespace, run: Chats
 ) -> None:
     system = system_prompt(APPS[n % len(APPS)])[: args.system_chars]
+    system += customer_record(n, args.context_chars)
     messages = [{"role": "system", "content": f"[{tag}] {system}"}]
     for turn in range(args.turns):
         topic = TOPICS[(n + turn) % len(TOPICS)]
@@ -231,7 +252,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=6, help="conversations at a time in (c)")
     ap.add_argument("--chat-tokens", type=int, default=24, help="max_tokens per turn in (c)")
     ap.add_argument("--system-chars", type=int, default=None, help="cut the system prompts")
+    ap.add_argument(
+        "--context-chars",
+        type=int,
+        default=0,
+        help="add this much text of its own to each conversation's system prompt in (c)",
+    )
     ap.add_argument("--parts", default="abc", help="which comparisons to run")
+    ap.add_argument("--ingresses", default="proxy,haproxy", help="serve --ray --ingress values")
     ap.add_argument(
         "--quick", action="store_true", help="one round, small levels: a check that it runs"
     )
@@ -244,27 +272,36 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {machine()}, python {sys.version.split()[0]}, model {args.model}")
     print(f"{args.rounds} round(s), servers in turn (reversed every other round), medians")
+    ingresses = args.ingresses.split(",")
     if "a" in args.parts or "b" in args.parts:
         with launch("plain", [], args, cores) as plain:
-            if "a" in args.parts:
-                print("\n(a) Serve with 1 replica against the plain server")
-                with launch("serve-1", ["--ray", "--replicas", "1"], args, cores) as one:
+            for ingress in ingresses if "a" in args.parts else ():
+                name, flags = (
+                    f"serve-1-{ingress}",
+                    ["--ray", "--replicas", "1", "--ingress", ingress],
+                )
+                print(f"\n(a) Serve with 1 replica ({ingress}) against the plain server")
+                with launch(name, flags, args, cores) as one:
                     result = compare_levels([plain, one], levels, args.rounds, args)
-                report_ratio("(a) serve-1 / plain", result["plain"], result["serve-1"])
-            if "b" in args.parts:
-                print(f"\n(b) 2 replicas x 1 thread against 1 server x {cores} threads")
-                with launch("serve-2", [*TWO, "default"], args, 1) as two:
+                report_ratio(f"(a) {name} / plain", result["plain"], result[name])
+            for ingress in ingresses if "b" in args.parts else ():
+                name, flags = f"serve-2-{ingress}", [*TWO, "default", "--ingress", ingress]
+                print(f"\n(b) 2 replicas x 1 thread ({ingress}) against 1 server x {cores} threads")
+                with launch(name, flags, args, 1) as two:
                     result = compare_levels([plain, two], levels, args.rounds, args)
-                report_ratio("(b) serve-2 / plain", result["plain"], result["serve-2"])
-    if "c" in args.parts:
-        compare_routers(args)
+                report_ratio(f"(b) {name} / plain", result["plain"], result[name])
+    for ingress in ingresses if "c" in args.parts else ():
+        compare_routers(args, ingress)
 
 
-def compare_routers(args: argparse.Namespace) -> None:
-    print(f"\n(c) {args.conversations} conversations x {args.turns} turns over 2 replicas")
+def compare_routers(args: argparse.Namespace, ingress: str) -> None:
+    print(
+        f"\n(c) {args.conversations} conversations x {args.turns} turns over 2 replicas ({ingress})"
+    )
     with contextlib.ExitStack() as stack:
         servers = [
-            stack.enter_context(launch(r, [*TWO, r], args, 1)) for r in ("default", "prefix")
+            stack.enter_context(launch(r, [*TWO, r, "--ingress", ingress], args, 1))
+            for r in ("default", "prefix")
         ]
         runs: dict[str, list[Chats]] = {s.name: [] for s in servers}
         for r in range(args.rounds):
@@ -278,16 +315,17 @@ def compare_routers(args: argparse.Namespace) -> None:
                     flush=True,
                 )
     print(
-        "\n| router | prefix-cache hit rate | TTFT p50 (ms) | TTFT p90 (ms) | wall (s) | failed |"
+        "\n| router | ingress | prefix-cache hit rate | TTFT p50 (ms) | TTFT p90 (ms) | wall (s) "
+        "| failed |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, done in runs.items():
         hit = statistics.median(r.hit_rate for r in done)
         p50 = statistics.median(statistics.median(r.ttft) for r in done) * 1e3
         p90 = statistics.median(pct(r.ttft, 0.9) for r in done) * 1e3
         wall = statistics.median(r.wall for r in done)
         failed = sum(r.failed for r in done)
-        print(f"| {name} | {hit:.1%} | {p50:.1f} | {p90:.1f} | {wall:.1f} | {failed} |")
+        print(f"| {name} | {ingress} | {hit:.1%} | {p50:.1f} | {p90:.1f} | {wall:.1f} | {failed} |")
 
 
 if __name__ == "__main__":

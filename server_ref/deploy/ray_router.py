@@ -1,9 +1,10 @@
 """``PrefixAffinityRouter``: prefix affinity (``affinity``) on Ray Serve's request-router API.
 
-Serve runs one router per deployment handle: here in the front process, for its handle to the
+Serve runs one router per deployment handle: in the front process for its handle to the
 engines (``RequestRouterConfig(request_router_class=...)`` on the engine deployment, set by
-``ReplicaPlan.deployment_options``). For each request it reads the ``routing_text`` of the
-``ForwardedRequest`` in the call's arguments, ranks the replicas with
+``ReplicaPlan.deployment_options``), or behind HAProxy in the ``ray_route`` replica. For each
+request it reads the ``routing_text`` of the ``ForwardedRequest`` (or ``RoutingKey``) in the
+call's arguments, ranks the replicas with
 ``affinity.preferred_replicas`` (queue lengths from Serve's own cache, kept current as
 requests are sent and finish), and adds Serve's power of two choices as the next rank: Serve
 tries the first rank, lowest queue first, and falls through to the next when every replica
@@ -15,6 +16,7 @@ tasks may hand a replica chosen for one request's prefix to another request.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 # Serve's default router (the DEFAULT_REQUEST_ROUTER_PATH of Serve's config), the fallback
@@ -28,9 +30,17 @@ from ray.serve.request_router import (
     RunningReplica,
 )
 
+from server_ref.deploy import affinity
 from server_ref.deploy.affinity import MAX_IMBALANCE, PrefixIndex, preferred_replicas
 
-__all__ = ["PrefixAffinityRouter"]
+__all__ = ["PrefixAffinityRouter", "RoutingKey"]
+
+
+@dataclass(frozen=True)
+class RoutingKey:
+    """What ``ray_route`` passes to ``choose_replica``: the text alone (no request to send)."""
+
+    routing_text: str | None
 
 
 class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):  # type: ignore[misc]
@@ -40,6 +50,8 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):  # typ
         """``request_router_kwargs``: ``max_imbalance`` (requests), ``PrefixIndex``'s."""
         self.max_imbalance = max_imbalance
         self.index = PrefixIndex(**kwargs)
+        # through the module: Serve pickles this one by value, so its globals are copies
+        affinity.INDEXES[self._deployment_id] = self.index
 
     async def choose_replicas(
         self,

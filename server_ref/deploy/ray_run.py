@@ -72,7 +72,7 @@ def _serve(options: ServeOptions, plan: ReplicaPlan, *, cores: int, ingress: str
             http_options={"host": options.host, "port": options.port},
             logging_config={"log_level": options.log_level.upper()},
         )
-        serve.run(application(options, plan), name=APP_NAME, route_prefix="/")
+        serve.run(application(options, plan, ingress), name=APP_NAME, route_prefix="/")
         print(
             f"serving {options.model} on Ray Serve: {plan.min_replicas}..{plan.max_replicas} "
             f"replicas x {plan.cpus_per_replica} CPUs on http://{options.host}:{options.port} "

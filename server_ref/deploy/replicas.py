@@ -84,9 +84,9 @@ class ReplicaPlan:
         return options
 
     def front_options(self) -> dict[str, Any]:
-        """``Deployment.options(...)`` of the front that ``router="prefix"`` puts before the
-        engines: one replica (the router's index is per process), no CPU reserved, never the
-        narrowest queue.
+        """``Deployment.options(...)`` of what ``router="prefix"`` adds to the engines (the
+        front before them, or HAProxy's route deployment): one replica (the router's index is
+        per process), no CPU reserved, never the narrowest queue.
 
         >>> plan_replicas(2, cores=2, router="prefix").front_options()["num_replicas"]
         1

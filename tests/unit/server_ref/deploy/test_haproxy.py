@@ -82,6 +82,7 @@ def test_each_instance_gets_its_own_ports_and_a_short_drain(
     ]
     assert len(set(ports)) == 4 and all(p > 0 for p in ports)
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY"] == "1"  # the prefix router's
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
     assert Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).parent == tmp_path
 
