@@ -199,8 +199,8 @@ def preferred_replicas(
         load = {c: (queue_lens.get(c) or 0, index.sizes[c]) for c in candidates}
         least = min(load.values())
         preferred = [c for c in candidates if load[c] == least]
-    known = [q for q in (queue_lens.get(c) for c in candidates) if q is not None]
-    if known:
-        ceiling = min(known) + max_imbalance
-        preferred = [c for c in preferred if (queue_lens.get(c) or 0) <= ceiling]
-    return preferred
+    # unknown counts as idle: a router hears of a replica's queue from what it sends there, so
+    # the one it has sent nothing to lately is the one it knows nothing of (ray_route's
+    # picks never hear of their requests ending at all)
+    ceiling = min(queue_lens.get(c) or 0 for c in candidates) + max_imbalance
+    return [c for c in preferred if (queue_lens.get(c) or 0) <= ceiling]

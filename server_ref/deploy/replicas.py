@@ -147,5 +147,5 @@ def plan_replicas(
         max_queued_requests=max_queue,
         target_ongoing_requests=max_num_seqs,
         router=router,
-        max_imbalance=max(2, max_num_seqs // 4),
+        max_imbalance=max(2, max_num_seqs // 16),
     )

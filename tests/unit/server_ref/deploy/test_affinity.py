@@ -103,6 +103,17 @@ def test_an_overloaded_holder_is_passed_over() -> None:
     assert preferred_replicas(text, ["A", "B"], index, {"A": None, "B": 0}) == ["A"]
 
 
+def test_a_replica_nothing_was_sent_to_lately_counts_as_idle() -> None:
+    """Its queue length went stale (``None``): the loaded holder is passed over all the same,
+    or every conversation that shares a system prompt would pile onto one replica."""
+    index = PrefixIndex(chunk_chars=8)
+    index.insert("system prompt, then user turn one", "A")
+    text = "system prompt, then another conversation"
+    lens = {"A": 5, "B": None}
+    assert preferred_replicas(text, ["A", "B"], index, lens, max_imbalance=2) == []
+    assert preferred_replicas(text, ["A", "B"], index, lens, max_imbalance=5) == ["A"]
+
+
 def test_new_text_prefers_the_least_loaded_then_the_least_indexed() -> None:
     index = PrefixIndex(chunk_chars=4)
     index.insert("aaaabbbbcccc", "A")

@@ -36,7 +36,10 @@ def test_the_prefix_router_is_a_serve_router_config_and_a_front() -> None:
     plan = plan_replicas(2, max_num_seqs=16, max_queue=48, cores=2, router="prefix")
     config = plan.deployment_options()["request_router_config"]
     assert config["request_router_class"] == "server_ref.deploy.ray_router:PrefixAffinityRouter"
-    assert config["request_router_kwargs"] == {"max_imbalance": 4}  # max_num_seqs // 4
+    assert config["request_router_kwargs"] == {"max_imbalance": 2}  # 2 at least
+    wide = plan_replicas(2, max_num_seqs=256, max_queue=48, cores=2, router="prefix")
+    wide_config = wide.deployment_options()["request_router_config"]
+    assert wide_config["request_router_kwargs"] == {"max_imbalance": 16}  # max_num_seqs // 16
     front = plan.front_options()
     assert front["num_replicas"] == 1 and front["ray_actor_options"]["num_cpus"] == 0
     assert front["max_ongoing_requests"] == 2 * (16 + 48)  # never the narrowest queue
