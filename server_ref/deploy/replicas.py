@@ -17,10 +17,12 @@ step many times slower). On CUDA each replica takes one GPU.
 
 Routing (``router``): ``default`` is Serve's power of two choices, straight from its HTTP proxy
 to the replicas. ``prefix`` sends a conversation to the replica whose prefix cache holds its
-earlier turns (``affinity``) unless that replica's queue is ``max_num_seqs // 4`` (at least 2)
-requests longer than the least loaded one's; it needs the prompt before a replica is chosen,
-so one front deployment (no CPU reserved: it only parses and relays) reads each request and
-forwards it to the engines (``forwarding``).
+earlier turns (``affinity``) unless that replica's queue is ``max_num_seqs // 16`` (at least
+2) requests longer than the least loaded one's: on a CPU every extra sequence in a batch slows
+the others' first token, so a small margin. It needs the prompt before a replica is chosen, so
+one front deployment (no CPU reserved: it only parses and relays) reads each request and
+forwards it to the engines (``forwarding``), or, behind HAProxy, one route deployment answers
+HAProxy's question of where each request goes (``ray_route``).
 """
 
 from __future__ import annotations
