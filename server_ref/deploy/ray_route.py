@@ -9,10 +9,11 @@ alone, so prefix affinity costs one small call per request instead of a front pr
 every request and every chunk crosses (``forwarding``, the way under Serve's own proxy).
 
 The choice itself is the engine deployment's request router, ``PrefixAffinityRouter``, run by
-``DeploymentHandle.choose_replica`` on this replica's handle to the engines: a slot is held on
-the chosen replica while the answer is written (which also brings back its queue length), then
-released, and the router's index (``affinity.INDEXES``) is told which text went where (Serve
-calls the router's ``on_request_routed`` only for requests it sends itself).
+``DeploymentHandle.choose_replica`` on this replica's handle to the engines: Serve reserves a
+slot on the chosen replica (which brings back its queue length) and releases it as the choice
+is made, since HAProxy sends the request itself; then the router's index
+(``affinity.INDEXES``) is told which text went where (Serve calls the router's
+``on_request_routed`` only for requests it sends itself).
 """
 
 from __future__ import annotations
